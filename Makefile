@@ -1,0 +1,50 @@
+# ftlab: two commands on a fresh machine.
+#   make lab    create .venv if missing, install everything, open JupyterLab on notebooks/
+#   make test   the same venv, then unit tests + every notebook under nbval in the smoke profile
+# Set TORCH_SPEC to choose the PyTorch build installed first, e.g. a CPU-only build:
+#   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_SPEC ?= torch
+STAMP := $(VENV)/.ftlab-installed
+
+.PHONY: lab test unit nbval notebooks slides benchmark clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+# Reinstall only when the dependency lists change.
+$(STAMP): $(PY) pyproject.toml requirements-assets.txt
+	@$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet $(TORCH_SPEC)
+	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps -r requirements-assets.txt
+	@touch $(STAMP)
+
+venv: $(STAMP)
+
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab notebooks/
+
+# Checkpoints of notebook runs go to a throw-away folder, so every test run trains from scratch.
+test: $(STAMP)
+	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) HF_HUB_OFFLINE=1 \
+		$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
+
+unit: $(STAMP)
+	$(PY) -m pytest tests -q
+
+nbval: $(STAMP)
+	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) $(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
+
+# Re-execute every notebook in the cpu profile and store it executed (what readers see on GitHub).
+notebooks: $(STAMP)
+	FTLAB_PROFILE=cpu $(PY) tools/execute_notebooks.py notebooks/[0-9]*.ipynb
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/trainer_vs_loop.py
+
+clean:
+	rm -rf notebooks/runs runs .pytest_cache

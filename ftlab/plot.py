@@ -1,0 +1,82 @@
+"""Figures drawn from histories and result tables. Never trains, never loads a model, writes no files.
+
+Each function returns a matplotlib ``Figure`` built without pyplot, so a notebook shows it exactly once.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def _smooth(values, window: int) -> np.ndarray:
+    v = np.asarray(values, dtype=float)
+    if window <= 1 or len(v) < window:
+        return v
+    kernel = np.ones(window) / window
+    head = np.array([v[: i + 1].mean() for i in range(window - 1)])  # no dip at the start
+    return np.concatenate([head, np.convolve(v, kernel, mode="valid")])
+
+
+def plot_history(*histories, metric: str | None = "accuracy", smooth: int = 10) -> Figure:
+    """Training loss (smoothed) and validation loss; a second panel with ``metric`` when evaluated."""
+    has_metric = metric and any(metric in e for h in histories for e in h.evals)
+    fig = Figure(figsize=(11 if has_metric else 6, 3.6), layout="constrained")
+    axes = fig.subplots(1, 2 if has_metric else 1, squeeze=False)[0]
+    for i, h in enumerate(histories):
+        color = f"C{i}"
+        axes[0].plot(h.steps, _smooth(h.loss, smooth), color=color, label=f"{h.name} train")
+        s, v = h.eval_series("loss")
+        if s:
+            axes[0].plot(s, v, "o--", color=color, label=f"{h.name} validation")
+        if has_metric:
+            s, v = h.eval_series(metric)
+            axes[1].plot(s, v, "o-", color=color, label=h.name)
+    axes[0].set(xlabel="step", ylabel="loss", title="loss")
+    axes[0].legend(fontsize=8)
+    if has_metric:
+        axes[1].set(xlabel="step", ylabel=metric, title=f"validation {metric}")
+        axes[1].legend(fontsize=8)
+    return fig
+
+
+def plot_bars(rows: list[dict], metric: str, label: str = "run", reference: float | None = None,
+              reference_label: str = "baseline") -> Figure:
+    """One bar per row of a results table; an optional dashed reference line (e.g. a majority baseline)."""
+    fig = Figure(figsize=(max(4, 1.1 * len(rows) + 2), 3.4), layout="constrained")
+    ax = fig.subplots()
+    names, values = [str(r[label]) for r in rows], [r[metric] for r in rows]
+    bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(rows))])
+    ax.bar_label(bars, fmt="%.3g", fontsize=8)
+    if reference is not None:
+        ax.axhline(reference, ls="--", color="grey", label=reference_label)
+        ax.legend(fontsize=8)
+    ax.set(ylabel=metric, title=metric)
+    ax.tick_params(axis="x", labelrotation=20)
+    return fig
+
+
+def plot_sweep(xs, ys, xlabel: str, ylabel: str, logx: bool = False, labels=None, title: str = "") -> Figure:
+    """A metric against a setting (learning rate, rank, trainable %), one point per run."""
+    fig = Figure(figsize=(5.5, 3.6), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(xs, ys, "o-")
+    for x, y, text in zip(xs, ys, labels or []):
+        ax.annotate(str(text), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def plot_live(name: str, steps, losses, eval_steps, eval_losses, max_steps: int) -> Figure:
+    """The small figure the live progress redraws during training."""
+    fig = Figure(figsize=(6, 3), layout="constrained")
+    ax = fig.subplots()
+    ax.plot(steps, _smooth(losses, 10), label="train (smoothed)")
+    if eval_steps:
+        ax.plot(eval_steps, eval_losses, "o--", label="validation")
+    ax.set(xlim=(0, max_steps), xlabel="step", ylabel="loss", title=f"{name}: live loss")
+    ax.legend(fontsize=8)
+    return fig

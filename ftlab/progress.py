@@ -1,0 +1,54 @@
+"""Live feedback in a notebook while a run trains: a progress bar, a loss plot redrawn in place, and one
+text line per evaluation (the lines stay readable in a stored notebook, where widgets do not)."""
+
+from __future__ import annotations
+
+
+class LiveProgress:
+    def __init__(self, name: str, evaluates: bool, redraws: int = 10):
+        self.name, self.evaluates, self.redraws = name, evaluates, redraws
+        self.steps, self.losses, self.eval_steps, self.eval_losses = [], [], [], []
+        self.bar = self.handle = None
+
+    def start(self, max_steps: int, done: int) -> None:
+        from IPython.display import display
+        from tqdm.auto import tqdm
+
+        self.max_steps = max_steps
+        self.bar = tqdm(total=max_steps, initial=done, desc=self.name, leave=False)
+        self.handle = display(display_id=True)
+        if done:
+            print(f"{self.name}: resuming from the checkpoint at step {done}")
+
+    def step(self, step: int) -> None:
+        self.bar.update(step - self.bar.n)
+        if self.steps and step % max(self.max_steps // self.redraws, 1) == 0:
+            self._redraw()
+
+    def log(self, step: int, logs: dict) -> None:
+        if "loss" in logs:
+            self.steps.append(step)
+            self.losses.append(logs["loss"])
+            self.bar.set_postfix(loss=f"{logs['loss']:.3f}")
+        if "eval_loss" in logs:
+            self.eval_steps.append(step)
+            self.eval_losses.append(logs["eval_loss"])
+            shown = {k[5:]: v for k, v in logs.items()
+                     if k.startswith("eval_") and not k.endswith(("runtime", "per_second"))}
+            print(f"{self.name} · step {step}/{self.max_steps} · "
+                  + " · ".join(f"val {k} {v:.4f}" for k, v in shown.items()))
+            self._redraw()
+
+    def _redraw(self) -> None:
+        from .plot import plot_live
+
+        self.handle.update(plot_live(self.name, self.steps, self.losses, self.eval_steps, self.eval_losses,
+                                     self.max_steps))
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+    def summary(self, history) -> None:
+        print(f"{self.name} · done: {len(history.steps)} logged steps · {history.step_time_s:.3f} s/step · "
+              f"{history.tokens_per_s:,.0f} tokens/s · peak memory {history.peak_memory_mb:,.0f} MB")
