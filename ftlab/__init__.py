@@ -11,6 +11,7 @@ from .data import (DATASETS, classification_collator, format_prompt, load_datase
 from .env import PROFILES, Profile, get_profile, pick_device, quiet, seed_everything, setup
 from .errors import FtlabError
 from .evaluation import classify_texts, evaluate_classifier, evaluate_lm, generate, predict
+from .experiment import finetune_classifier, table
 from .history import History
 from .metrics import accuracy, classification_metrics, f1, majority_baseline, perplexity, rouge
 from .models import (MODELS, ParamCount, count_parameters, load_model, load_tokenizer, model_path,

@@ -1,0 +1,42 @@
+"""One measured classification run, the same way in every method notebook, so rows compare fairly.
+
+``finetune_classifier`` trains, evaluates on the test split and returns the history plus one table row
+with what NOTEBOOKS.md asks for: trainable count and %, time per step, peak memory, metric, size on disk.
+"""
+
+from __future__ import annotations
+
+from .evaluation import evaluate_classifier
+from .metrics import classification_metrics
+from .models import size_on_disk_mb
+from .train import TrainConfig, train
+
+
+def finetune_classifier(model, tokenizer, tokens, profile, name: str, lr: float, disk_mb=None,
+                        callbacks=(), loss_fn=None, **overrides):
+    """Train ``model`` on ``tokens["train"]`` with the profile's budget; return ``(history, row)``.
+
+    ``disk_mb``: a number or a function of the model; default: what ``save_pretrained`` writes.
+    """
+    config = TrainConfig.from_profile(profile, name=name, lr=lr, **overrides)
+    history = train(model, tokens["train"], tokens["validation"], config, tokenizer=tokenizer,
+                    compute_metrics=classification_metrics, callbacks=callbacks, loss_fn=loss_fn)
+    test = evaluate_classifier(model, tokens["test"], tokenizer)
+    if disk_mb is None:
+        disk_mb = size_on_disk_mb(model)
+    elif callable(disk_mb):
+        disk_mb = disk_mb(model)
+    row = {"method": name, "trainable": history.params_trainable,
+           "trainable %": round(history.trainable_percent, 3), "lr": lr,
+           "s/step": round(history.step_time_s, 3), "peak MB": round(history.peak_memory_mb),
+           "val accuracy": round(history.final("accuracy"), 4), "test accuracy": round(test["accuracy"], 4),
+           "test f1": round(test["f1"], 4), "disk MB": round(disk_mb, 2)}
+    return history, row
+
+
+def table(rows: list[dict]):
+    """Rows as a pandas DataFrame indexed by method, for display in a notebook."""
+    import pandas as pd
+
+    df = pd.DataFrame(rows)
+    return df.set_index(df.columns[0]) if len(df.columns) else df

@@ -1,0 +1,1 @@
+"""Fine-tuning methods; each module knows torch/PEFT only (never train.py or plot.py)."""
