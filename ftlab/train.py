@@ -127,7 +127,7 @@ def _prepare_output(out: Path, fingerprint: dict, resume: bool) -> bool:
     if has_checkpoint and not (resume and same):
         print(f"Starting {out.name} afresh: " + ("resume=False." if not resume else
               "its settings, model or data changed since the checkpoint was written."))
-        shutil.rmtree(out)
+        shutil.rmtree(out, ignore_errors=True)  # under torchrun every process gets here
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
     return has_checkpoint and resume and same
@@ -152,6 +152,9 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
                    "train_data": getattr(train_dataset, "_fingerprint", len(train_dataset))}
     resuming = _prepare_output(out, fingerprint, config.resume)
     device = "cuda" if torch.cuda.is_available() else "cpu"
+    # Token-level losses (causal LM) are averaged over the tokens of all processes. A per-example loss
+    # must not be: the Trainer would scale it by the process count (measured: 2x loss under torchrun).
+    token_level = isinstance(train_dataset[0]["labels"], list)
     args = TrainingArguments(
         output_dir=str(out), max_steps=config.steps, per_device_train_batch_size=config.batch_size,
         per_device_eval_batch_size=config.batch_size * 2, learning_rate=config.lr,
@@ -162,7 +165,7 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
         seed=config.seed, data_seed=config.seed, report_to="none", disable_tqdm=True,
         use_cpu=device == "cpu", bf16=config.bf16, dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding", remove_unused_columns=False, label_names=["labels"],
-        **config.extra)
+        average_tokens_across_devices=token_level, **config.extra)
     live_on = in_notebook() if config.live is None else config.live
     measure = _Measure(device)
     live = LiveProgress(config.name, eval_dataset is not None) if live_on else None
@@ -185,13 +188,14 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
     wall = time.perf_counter() - start
     history = History.from_trainer(config.name, trainer.state.log_history, measure.step_times, wall,
                                    measure.peak_mb, trainer.state.num_input_tokens_seen, params, device)
-    history.save(out / "history.json")
+    if trainer.is_world_process_zero():  # under torchrun, one process writes
+        history.save(out / "history.json")
     if measure.interrupt_requested:
         raise TrainingInterrupted(f"Interrupted at step {trainer.state.global_step}/{config.steps}; checkpoint "
                                   f"saved in {out.name}/. Run the same cell again to resume.")
-    if not config.keep_checkpoint:
+    if not config.keep_checkpoint and trainer.is_world_process_zero():
         for ckpt in out.glob("checkpoint-*"):
-            shutil.rmtree(ckpt)
+            shutil.rmtree(ckpt, ignore_errors=True)
     if live:
         live.summary(history)
     return history
