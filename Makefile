@@ -43,8 +43,12 @@ nbval: $(STAMP)
 notebooks: $(STAMP)
 	FTLAB_PROFILE=cpu $(PY) tools/execute_notebooks.py notebooks/[0-9]*.ipynb
 
+# Workshop handouts: each notebook's goals, sections, summary and exercises as HTML in handouts/.
+slides: $(STAMP)
+	$(PY) tools/handouts.py handouts
+
 benchmark: $(STAMP)
 	$(PY) benchmarks/trainer_vs_loop.py
 
 clean:
-	rm -rf notebooks/runs runs .pytest_cache
+	rm -rf notebooks/runs runs .pytest_cache handouts
