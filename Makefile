@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch
 STAMP := $(VENV)/.ftlab-installed
 
-.PHONY: lab test unit nbval notebooks slides benchmark clean
+.PHONY: lab test test-browser unit nbval notebooks slides benchmark clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ lab: $(STAMP)
 test: $(STAMP)
 	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) HF_HUB_OFFLINE=1 \
 		$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
+
+# JupyterLab in headless Chromium (Debian's /usr/bin/chromium; `apt-get install chromium`), driven by Playwright.
+test-browser: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[browser]"
+	FTLAB_SCREENSHOTS=$(CURDIR)/browser_tests $(PY) -m pytest browser_tests -q
 
 unit: $(STAMP)
 	$(PY) -m pytest tests -q

@@ -5,8 +5,22 @@ Each function returns a matplotlib ``Figure`` built without pyplot, so a noteboo
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure as _MplFigure
+
+
+class Figure(_MplFigure):
+    """A Figure that shows itself as PNG in Jupyter without pyplot's global state.
+
+    (A plain pyplot-free Figure is shown as text, "<Figure size …>", unless pyplot was imported.)
+    """
+
+    def _repr_png_(self) -> bytes:
+        buf = io.BytesIO()
+        self.savefig(buf, format="png", dpi=100)
+        return buf.getvalue()
 
 
 def _smooth(values, window: int) -> np.ndarray:

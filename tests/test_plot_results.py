@@ -30,3 +30,8 @@ def test_results_round_trip(tmp_path, monkeypatch):
     assert ftlab.load_results("smoke") == {"full": {"accuracy": 0.812346, "trainable_percent": 100.0},
                                            "lora": {"accuracy": 0.8}}
     assert ftlab.load_results("cpu") == {}
+
+
+def test_figures_show_as_png_in_a_notebook_without_pyplot():
+    png = ftlab.plot_sweep([1, 2], [3, 4], "x", "y")._repr_png_()
+    assert png.startswith(b"\x89PNG")
