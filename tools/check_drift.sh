@@ -9,30 +9,36 @@ cd "$(dirname "$0")/.."
 TORCH_SPEC=${TORCH_SPEC:-torch}
 which=${1:-both}
 
-# "name>=x.y" lines of pyproject's dependencies, torch excluded (its build is chosen by TORCH_SPEC).
-floors=$(python3 - <<'PY'
-import re, tomllib
-deps = tomllib.load(open("pyproject.toml", "rb"))["project"]["dependencies"]
-print(" ".join(re.sub(r">=", "==", d) for d in deps if not d.startswith("torch")))
-PY
-)
+# Floors: uv resolves pyproject's dependencies to their *lowest* allowed versions (--resolution
+# lowest-direct), so a floor that no longer works is caught. Torch stays the build TORCH_SPEC installed.
+floor() {
+    local venv=.venv-floor
+    echo "== floor versions: creating $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --upgrade pip uv
+    "$venv/bin/python" -m pip install --quiet $TORCH_SPEC
+    "$venv/bin/python" -c "import torch; print('torch==' + torch.__version__.split('+')[0])" > "$venv/torch.txt"
+    "$venv/bin/uv" pip install --quiet --python "$venv/bin/python" --resolution lowest-direct \
+        --override "$venv/torch.txt" -e ".[test]"
+    report "$venv"
+}
 
-run() {  # $1 venv dir, $2 label, rest: requirement specs
-    local venv=$1 label=$2; shift 2
-    echo "== $label: creating $venv"
+latest() {
+    local venv=.venv-latest
+    echo "== latest versions: creating $venv"
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --upgrade pip
     "$venv/bin/python" -m pip install --quiet $TORCH_SPEC
-    "$venv/bin/python" -m pip install --quiet "$@" pytest
-    "$venv/bin/python" -m pip install --quiet --no-deps -e .
-    "$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(transformers|peft|trl|datasets|bitsandbytes|accelerate) "
-    "$venv/bin/python" -m pytest -q -p no:cacheprovider tests/test_api_surface.py
+    "$venv/bin/python" -m pip install --quiet --upgrade -e ".[test]"
+    report "$venv"
+}
+
+report() {
+    "$1/bin/python" -m pip list 2>/dev/null | grep -iE "^(torch|transformers|peft|trl|datasets|bitsandbytes|accelerate) "
+    "$1/bin/python" -m pytest -q -p no:cacheprovider tests/test_api_surface.py
 }
 
 status=0
-if [ "$which" != "latest" ]; then run .venv-floor "floor versions" $floors || status=1; fi
-if [ "$which" != "floor" ]; then
-    latest=$(echo "$floors" | sed 's/==[^ ]*//g')
-    run .venv-latest "latest versions" --upgrade $latest || status=1
-fi
+if [ "$which" != "latest" ]; then floor || status=1; fi
+if [ "$which" != "floor" ]; then latest || status=1; fi
 exit $status
