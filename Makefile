@@ -5,6 +5,8 @@
 #   make test TORCH_SPEC="torch --index-url https://download.pytorch.org/whl/cpu"
 
 PYTHON ?= python3
+# pytest exits 5 when it collects no tests: a broken suite, so it fails here rather than passing quietly.
+PYTEST = sh -c '"$$0" -m pytest "$$@"; s=$$?; [ $$s -eq 5 ] && echo "pytest collected no tests: failing" >&2 && exit 1; exit $$s' $(PY)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch
@@ -31,18 +33,18 @@ lab: $(STAMP)
 # Checkpoints of notebook runs go to a throw-away folder, so every test run trains from scratch.
 test: $(STAMP)
 	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) HF_HUB_OFFLINE=1 \
-		$(PY) -m pytest tests notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
+		$(PYTEST) tests notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
 
 # JupyterLab in headless Chromium (Debian's /usr/bin/chromium; `apt-get install chromium`), driven by Playwright.
 test-browser: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[browser]"
-	FTLAB_SCREENSHOTS=$(CURDIR)/browser_tests $(PY) -m pytest browser_tests -q
+	FTLAB_SCREENSHOTS=$(CURDIR)/browser_tests $(PYTEST) browser_tests -q
 
 unit: $(STAMP)
-	$(PY) -m pytest tests -q
+	$(PYTEST) tests -q
 
 nbval: $(STAMP)
-	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) $(PY) -m pytest notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
+	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) $(PYTEST) notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
 
 # Re-execute every notebook in the cpu profile and store it executed (what readers see on GitHub).
 notebooks: $(STAMP)
