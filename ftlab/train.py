@@ -101,6 +101,25 @@ def _callback(measure: _Measure, live: LiveProgress | None):
     return FtlabCallback()
 
 
+def _method_callbacks(model) -> list:
+    """Hooks a PEFT method needs inside the loop, added here so no notebook can forget them.
+
+    AdaLoRA reallocates its rank budget in ``update_and_allocate``, which must run after every optimiser
+    step while the gradients still exist; without the call it silently trains as plain LoRA.
+    """
+    from transformers import TrainerCallback
+
+    configs = getattr(model, "peft_config", None) or {}
+    if not any(str(getattr(c, "peft_type", "")).endswith("ADALORA") for c in configs.values()):
+        return []
+
+    class AdaLoraCallback(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, **kw):  # before zero_grad
+            model.base_model.update_and_allocate(state.global_step)
+
+    return [AdaLoraCallback()]
+
+
 def _default_collator(dataset, tokenizer):
     from .data import classification_collator, sft_collator
 
@@ -173,7 +192,7 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       data_collator=collator or _default_collator(train_dataset, tokenizer),
                       compute_metrics=compute_metrics, compute_loss_func=loss_fn,
-                      callbacks=[*callbacks, _callback(measure, live)], optimizers=optimizers)
+                      callbacks=[*_method_callbacks(model), *callbacks, _callback(measure, live)], optimizers=optimizers)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; LiveProgress reports instead
 
     def request_stop(signum, frame):

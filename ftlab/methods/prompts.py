@@ -208,7 +208,7 @@ def check_prefix_generation(model, use_cache: bool = True) -> None:
     if _is_prefix_model(model) and use_cache is False:
         raise FtlabError("Prefix tuning stores its prefixes in the key/value cache, so generate() needs "
                          "use_cache=True (the default); use_cache=False fails with a shape error. "
-                         "Drop use_cache=False, or merge-free methods like LoRA if you must disable the cache.")
+                         "Drop use_cache=False, or use a method that needs no cache (e.g. LoRA) if you must disable it.")
 
 
 def generate_with_prefix(model, tokenizer, prompt: str, max_new_tokens: int = 20, **kwargs) -> str:
