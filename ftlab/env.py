@@ -101,6 +101,7 @@ _QUIET_MESSAGES = [
     r".*copying from a non-meta parameter.*",
     r".*does not have many workers.*",
     r".*PagedAdamW.*",
+    r".*Unsupported layer type.*",  # PEFT LN-tuning about LayerNorm subclasses it handles anyway
     r".*Position ids are not supported for parameter efficient tuning.*",  # PEFT prompts: it drops them itself
 ]
 
