@@ -31,9 +31,11 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/
 
 # Checkpoints of notebook runs go to a throw-away folder, so every test run trains from scratch.
+# TEST_WORKERS pytest-xdist processes (one torch thread each); a notebook's cells stay on one worker.
+TEST_WORKERS ?= 2
 test: $(STAMP)
-	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) HF_HUB_OFFLINE=1 \
-		$(PYTEST) tests notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q
+	FTLAB_PROFILE=smoke FTLAB_RUNS=$$(mktemp -d) HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 \
+		$(PYTEST) tests notebooks --nbval-lax --nbval-sanitize-with nbval.ini -q -n $(TEST_WORKERS) --dist loadfile
 
 # JupyterLab in headless Chromium (Debian's /usr/bin/chromium; `apt-get install chromium`), driven by Playwright.
 test-browser: $(STAMP)

@@ -102,7 +102,7 @@ _QUIET_MESSAGES = [
     r".*does not have many workers.*",
     r".*PagedAdamW.*",
     r".*Unsupported layer type.*",  # PEFT LN-tuning about LayerNorm subclasses it handles anyway
-    r".*LoRA tensor\(s\) have invalid shape.*",  # PEFT saving an AdaLoRA layer pruned to rank 0  # PEFT LN-tuning about LayerNorm subclasses it handles anyway
+    r".*LoRA tensor\(s\) have invalid shape.*",  # PEFT saving an AdaLoRA layer pruned to rank 0
     r".*Position ids are not supported for parameter efficient tuning.*",  # PEFT prompts: it drops them itself
 ]
 
