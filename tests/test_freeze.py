@@ -159,3 +159,22 @@ def test_gradual_unfreezing_trains_blocks_from_the_top(smoke):
 
 def _collate(items):
     return {k: torch.tensor([r[k] for r in items]) for k in ("input_ids", "attention_mask", "labels")}
+
+
+def test_param_groups_give_the_head_its_own_learning_rate():
+    model = _bert()
+    fz.freeze(model, layers=+1, extra=["pooler"], verbose=False)
+    groups = fz.param_groups(model, head_lr=2e-3, block_lr=1e-4, extra=["pooler"])
+    by_id = {id(p): g for g in groups for p in g["params"]}
+    names = dict(model.named_parameters())
+    assert {n for n, p in names.items() if id(p) in by_id} == _trainable(model), "exactly the trainable tensors"
+    for n, p in names.items():
+        if id(p) in by_id:
+            g = by_id[id(p)]
+            assert g["lr"] == (2e-3 if n.startswith(("bert.pooler", "classifier")) else 1e-4), n
+            assert g["weight_decay"] == (0.01 if p.ndim >= 2 else 0.0), n
+    opt = torch.optim.AdamW(groups)
+    assert sorted({g["lr"] for g in opt.param_groups}) == [1e-4, 2e-3]
+    fz.freeze(model, layers=None, train_head=False, verbose=False)
+    with pytest.raises(FtlabError, match="nothing to train"):
+        fz.param_groups(model, 2e-3, 1e-4)

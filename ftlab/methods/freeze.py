@@ -315,6 +315,39 @@ def unfreeze_all(model) -> None:
         p.requires_grad_(True)
 
 
+def param_groups(model, head_lr: float, block_lr: float, extra=None, weight_decay: float = 0.01) -> list[dict]:
+    """Optimizer parameter groups for discriminative learning rates (ULMFiT): the new head at ``head_lr``,
+    every other trainable parameter (blocks, embeddings, norms) at ``block_lr``.
+
+    Why: a freshly initialised head starts far from any solution and wants a large step, while pretrained
+    blocks need only a nudge; one rate for both either wrecks the blocks or leaves the head barely moved.
+    The head is the task head plus the parameters outside the blocks that match ``extra`` (e.g.
+    ``["pooler"]``). Only parameters with ``requires_grad=True`` now are included, so call it after
+    ``freeze`` (or after ``gradual_unfreezing_callback``, which marks every scheduled block trainable).
+    Biases and norm weights (1-D tensors) get no weight decay, as in the Trainer's default optimizer.
+    Use: ``torch.optim.AdamW(param_groups(m, 2e-3, 1e-4, extra=["pooler"]))`` and pass it to
+    ``ftlab.train(..., optimizers=(opt, None))``; the Trainer's warm-up/decay schedule then scales each
+    group's rate by the same factor.
+    """
+    inner = _unwrap(model)
+    blocks_name, _ = find_blocks(inner)
+    head = _head_names(inner)
+    extra = [extra] if isinstance(extra, str) else list(extra or [])
+    groups: dict[tuple[str, bool], list] = {}
+    for name, p in _unique_params(inner):
+        if not p.requires_grad:
+            continue
+        outside = not name.startswith(blocks_name + ".")
+        is_head = name in head or (outside and any(re.search(pat, name) for pat in extra))
+        groups.setdefault(("head" if is_head else "blocks", p.ndim >= 2), []).append(p)
+    if not groups:
+        raise FtlabError("No parameter of the model requires a gradient: freeze(...) left nothing to train.")
+    lrs = {"head": head_lr, "blocks": block_lr}
+    return [{"name": f"{part}{'' if decay else ' (no decay)'}", "params": params, "lr": lrs[part],
+             "weight_decay": weight_decay if decay else 0.0}
+            for (part, decay), params in sorted(groups.items(), key=lambda kv: (kv[0][0] != "head", not kv[0][1]))]
+
+
 def strategy_layers(strategy: str, n: int, k: int = 1) -> list[int]:
     """Trainable block indices for a named strategy on a model with ``n`` blocks.
 
