@@ -13,14 +13,16 @@ from .train import TrainConfig, train
 
 
 def finetune_classifier(model, tokenizer, tokens, profile, name: str, lr: float, disk_mb=None,
-                        callbacks=(), loss_fn=None, **overrides):
+                        callbacks=(), loss_fn=None, optimizers=(None, None), **overrides):
     """Train ``model`` on ``tokens["train"]`` with the profile's budget; return ``(history, row)``.
 
     ``disk_mb``: a number or a function of the model; default: what ``save_pretrained`` writes.
+    ``optimizers``: ``(optimizer, scheduler)`` for ``train``, e.g. per-group learning rates (notebook 02).
     """
     config = TrainConfig.from_profile(profile, name=name, lr=lr, **overrides)
     history = train(model, tokens["train"], tokens["validation"], config, tokenizer=tokenizer,
-                    compute_metrics=classification_metrics, callbacks=callbacks, loss_fn=loss_fn)
+                    compute_metrics=classification_metrics, callbacks=callbacks, loss_fn=loss_fn,
+                    optimizers=optimizers)
     test = evaluate_classifier(model, tokens["test"], tokenizer)
     if disk_mb is None:
         disk_mb = size_on_disk_mb(model)

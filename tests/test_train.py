@@ -96,3 +96,17 @@ def test_causal_lm_sft_trains_on_answers(smoke):
     assert after["perplexity"] == pytest.approx(torch.tensor(after["loss"]).exp().item())
     # the Trainer averages per batch, evaluate_lm per answer token: the same quantity, weighted differently
     assert h.final("loss") == pytest.approx(after["loss"], rel=1e-2)
+
+
+def test_finetune_classifier_row_and_its_own_optimizer(smoke, task):
+    tok, data = task
+    model, _ = ftlab.load_model(smoke.encoder, seed=0)
+    head = [p for n, p in model.named_parameters() if n.startswith("classifier")]
+    body = [p for n, p in model.named_parameters() if not n.startswith("classifier")]
+    optimizer = torch.optim.AdamW([{"params": head, "lr": 1e-2}, {"params": body, "lr": 0.0}])
+    body_before = [p.detach().clone() for p in body]
+    history, row = ftlab.finetune_classifier(model, tok, data, smoke, "row", lr=1e-3, steps=6, eval_every=6,
+                                             optimizers=(optimizer, None))
+    assert set(row) >= {"method", "trainable", "trainable %", "s/step", "peak MB", "test accuracy", "disk MB"}
+    assert row["method"] == "row" and row["trainable"] == history.params_trainable and len(history.loss) == 6
+    assert all(torch.equal(a, b) for a, b in zip(body_before, body)), "lr 0 in its group: the body did not move"
