@@ -12,7 +12,8 @@ from . import metrics
 from .data import classification_collator, format_prompt, sft_collator
 
 
-def _batches(dataset, collator, batch_size: int):
+def batches(dataset, collator, batch_size: int):
+    """Collated batches of ``dataset`` in order (no shuffling): for evaluation and feature extraction."""
     for i in range(0, len(dataset), batch_size):
         yield collator([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
 
@@ -23,7 +24,7 @@ def predict(model, dataset, tokenizer, batch_size: int = 64) -> tuple[np.ndarray
     model.eval()
     device = next(model.parameters()).device
     preds, labels = [], []
-    for batch in _batches(dataset, classification_collator(tokenizer), batch_size):
+    for batch in batches(dataset, classification_collator(tokenizer), batch_size):
         labels.append(batch.pop("labels").numpy())
         logits = model(**{k: v.to(device) for k, v in batch.items()}).logits
         preds.append(logits.argmax(-1).cpu().numpy())
@@ -51,7 +52,7 @@ def evaluate_lm(model, dataset, tokenizer, batch_size: int = 16) -> dict[str, fl
     model.eval()
     device = next(model.parameters()).device
     total, count = 0.0, 0
-    for batch in _batches(dataset, sft_collator(tokenizer), batch_size):
+    for batch in batches(dataset, sft_collator(tokenizer), batch_size):
         batch = {k: v.to(device) for k, v in batch.items()}
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         # position t predicts token t+1: (B, T-1, V) against (B, T-1)

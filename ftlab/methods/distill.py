@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 
 from ftlab.errors import FtlabError
+from ftlab.evaluation import batches
+from ftlab.methods.freeze import find_blocks
 
 
 @dataclass
@@ -126,20 +128,10 @@ def add_teacher_logits(teacher, dataset, collator, batch_size: int = 64):
     teacher.eval()
     device = next(teacher.parameters()).device
     logits = []
-    for i in range(0, len(dataset), batch_size):
-        batch = collator([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
+    for batch in batches(dataset, collator, batch_size):
         batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
         logits.append(teacher(**batch)["logits"].float().cpu())  # (B, C)
     return dataset.add_column("teacher_logits", torch.cat(logits).tolist())
-
-
-def _layer_list(model) -> torch.nn.ModuleList:
-    """The stack of transformer blocks: the first ModuleList as long as ``config.num_hidden_layers``."""
-    n = getattr(model.config, "num_hidden_layers", None)
-    for module in model.modules():
-        if isinstance(module, torch.nn.ModuleList) and len(module) == n:
-            return module
-    raise FtlabError(f"Found no list of {n} transformer layers in {type(model).__name__}.")
 
 
 def layer_student(teacher, layers) -> torch.nn.Module:
@@ -152,7 +144,7 @@ def layer_student(teacher, layers) -> torch.nn.Module:
     if not layers or any(not 0 <= i < n for i in layers) or len(set(layers)) != len(layers):
         raise FtlabError(f"layers must be distinct indices in 0..{n - 1} (the teacher has {n}), got {layers}.")
     student = copy.deepcopy(teacher).requires_grad_(True)
-    blocks = _layer_list(student)
+    _, blocks = find_blocks(student)
     kept = torch.nn.ModuleList([blocks[i] for i in layers])
     for parent in student.modules():  # swap the list in place, wherever the architecture keeps it
         for name, child in parent.named_children():

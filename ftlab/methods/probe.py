@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ftlab.errors import FtlabError
+from ftlab.evaluation import batches
 
 
 @dataclass
@@ -44,8 +45,7 @@ def layer_features(model, dataset, collator, batch_size: int = 32) -> torch.Tens
     model.eval()
     device = next(model.parameters()).device
     pooled = []
-    for i in range(0, len(dataset), batch_size):
-        batch = collator([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
+    for batch in batches(dataset, collator, batch_size):
         batch = {k: v.to(device) for k, v in batch.items() if k != "labels"}
         states = model(**batch, output_hidden_states=True).hidden_states  # L+1 tensors (B, T, H)
         pooled.append(torch.stack([mean_pool(h.float(), batch["attention_mask"]) for h in states]).cpu())
