@@ -89,24 +89,6 @@ def test_parameter_counts_match_peft(method, kwargs):
         prompts.prompt_parameter_count("lora", 7, d, L)
 
 
-def test_prefix_shapes_and_generation_guard():
-    from peft import PrefixTuningConfig, TaskType, get_peft_model
-
-    model, tok = fl.load_model("tiny-smollm2", task="causal-lm", seed=0)
-    c = model.config
-    peft_model = get_peft_model(model, PrefixTuningConfig(task_type=TaskType.CAUSAL_LM, num_virtual_tokens=5))
-    shapes = prompts.prefix_kv_shapes(peft_model, batch_size=3)
-    head_dim = c.hidden_size // c.num_attention_heads
-    # one key and one value prefix per layer, with the key/value heads (grouped-query attention: fewer)
-    assert shapes == [((3, c.num_key_value_heads, 5, head_dim),) * 2] * c.num_hidden_layers
-    out = prompts.generate_with_prefix(peft_model, tok, "Hello", max_new_tokens=3)
-    assert isinstance(out, str)
-    with pytest.raises(fl.FtlabError, match="use_cache"):
-        prompts.generate_with_prefix(peft_model, tok, "Hello", max_new_tokens=3, use_cache=False)
-    with pytest.raises(fl.FtlabError, match="PrefixTuningConfig"):
-        prompts.prefix_kv_shapes(model)
-
-
 def test_zero_shot_scores(tiny_lm):
     model, tok = tiny_lm
     texts = ["great film", "dull and long", "fine"]

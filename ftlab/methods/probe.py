@@ -19,18 +19,14 @@ import torch
 from ftlab.errors import FtlabError
 from ftlab.evaluation import batches
 
+from .pooling import mean_pool  # noqa: F401  (re-exported: notebooks call probe.mean_pool)
+
 
 @dataclass
 class ProbeConfig:
     C: float = 0.01  # inverse L2 strength (scikit-learn's convention); smaller = simpler probe, less memorising
     max_iter: int = 2000  # L-BFGS iterations; probes on standardised features converge well before
     standardize: bool = True  # z-score each feature on the train rows: layers differ wildly in scale
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Average of the token vectors that are not padding: (B, T, H), (B, T) -> (B, H)."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)  # (B, T, 1)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
 
 @torch.no_grad()

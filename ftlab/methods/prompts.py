@@ -1,6 +1,7 @@
 """Prompts as parameters: hard prompts (templates), soft prompts, P-tuning and prefix tuning.
 
-Taught in notebooks 04 (hard prompts, soft prompt tuning, P-tuning) and 05 (prefix tuning, P-tuning v2).
+Taught in notebook 04 (hard prompts, soft prompt tuning, P-tuning); prefix tuning and P-tuning v2
+(notebook 05) live in ``prefix.py``.
 Names follow PEFT (``num_virtual_tokens``, ``prompt_encoder``, ``embedding``, ``token_dim``) so the
 from-scratch soft prompt lines up one to one with ``peft.PromptTuningConfig``.
 
@@ -181,41 +182,3 @@ def prompt_parameter_count(method: str, num_virtual_tokens: int, token_dim: int,
     if method not in counts:
         raise FtlabError(f"Unknown prompt method {method!r}; choose one of {', '.join(counts)}.")
     return counts[method]
-
-
-def _is_prefix_model(model) -> bool:
-    config = getattr(model, "active_peft_config", None)
-    return str(getattr(config, "peft_type", "")).endswith("PREFIX_TUNING")
-
-
-def prefix_kv_shapes(peft_model, batch_size: int = 1) -> list[tuple[tuple[int, ...], tuple[int, ...]]]:
-    """Per layer, the shapes of the key and value prefixes prefix tuning adds: (B, heads, n, head_dim)."""
-    if not _is_prefix_model(peft_model):
-        raise FtlabError("prefix_kv_shapes needs a PEFT model built with PrefixTuningConfig.")
-    with torch.no_grad():
-        cache = peft_model.get_prompt(batch_size)
-    if hasattr(cache, "layers"):  # transformers 5: a DynamicCache with one entry per layer
-        return [(tuple(l.keys.shape), tuple(l.values.shape)) for l in cache.layers]
-    return [(tuple(kv[0].shape), tuple(kv[1].shape)) for kv in cache]  # older: tuples of (key, value)
-
-
-def check_prefix_generation(model, use_cache: bool = True) -> None:
-    """Prefix tuning lives in the key/value cache: generating with ``use_cache=False`` drops it.
-
-    With transformers 5 + PEFT 0.21 a Llama-style model then fails deep inside attention with a shape
-    error (measured, FACTS.md). Say so clearly instead.
-    """
-    if _is_prefix_model(model) and use_cache is False:
-        raise FtlabError("Prefix tuning stores its prefixes in the key/value cache, so generate() needs "
-                         "use_cache=True (the default); use_cache=False fails with a shape error. "
-                         "Drop use_cache=False, or use a method that needs no cache (e.g. LoRA) if you must disable it.")
-
-
-def generate_with_prefix(model, tokenizer, prompt: str, max_new_tokens: int = 20, **kwargs) -> str:
-    """Greedy continuation of ``prompt`` for a (prefix-tuned) causal LM, checked first (see above)."""
-    check_prefix_generation(model, kwargs.get("use_cache", True))
-    enc = tokenizer(prompt, return_tensors="pt").to(next(model.parameters()).device)
-    with torch.no_grad():
-        out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                             pad_token_id=tokenizer.pad_token_id, **kwargs)
-    return tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True)
