@@ -9,9 +9,10 @@ import bz2
 import csv
 import importlib.util
 import io
+import json
 from pathlib import Path
 
-from .errors import FtlabError
+from .errors import FtlabError, describe
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SPLIT_SEED = 1234  # splits are fixed forever, whatever seed a run uses
@@ -67,11 +68,15 @@ def _chatterbot(language: str = "english") -> list[dict]:
     return rows
 
 
-def _split(ds, test_rows: int, validation_rows: int):
+def _split(ds, test_rows: int, validation_rows: int, what: str = "The dataset"):
     from datasets import DatasetDict
 
-    ds = ds.shuffle(seed=SPLIT_SEED)
     n = len(ds)
+    if n < 3:
+        raise FtlabError(f"{what} has {n} row(s): too few to split. Train, validation and test each need at "
+                         "least 1 row (10 % of the rows go to validation and 10 % to test), so it needs at least "
+                         "3 rows, and some hundreds to learn anything.")
+    ds = ds.shuffle(seed=SPLIT_SEED)
     test_rows, validation_rows = min(test_rows, n // 10 or 1), min(validation_rows, n // 10 or 1)
     return DatasetDict(train=ds.select(range(test_rows + validation_rows, n)),
                        validation=ds.select(range(test_rows, test_rows + validation_rows)),
@@ -93,41 +98,113 @@ def _offline(name: str):
                         for s in ("train", "validation", "test")})
 
 
-def _from_file_or_hub(name: str):
+def _complete_splits(dsd, what: str = "The dataset"):
+    """Train/validation/test from the splits a dataset ships: official ones are kept, a missing one is carved
+    from train (10 %), and with neither validation nor test, train is split three ways."""
+    from datasets import DatasetDict
+
+    if "train" not in dsd:
+        raise FtlabError(f"{what} has the splits {list(dsd)} but no 'train' split to learn from.")
+    if len(dsd["train"]) == 0:
+        raise FtlabError(f"{what} has an empty 'train' split: nothing to train or evaluate on.")
+    missing = [s for s in ("validation", "test") if s not in dsd]
+    if not missing:
+        return dsd
+    train = dsd["train"]
+    n = len(train)
+    if len(missing) == 2:
+        return _split(train, max(n // 10, 1), max(n // 10, 1), what)
+    if n < 2:
+        raise FtlabError(f"{what} has {n} training row(s) and no {missing[0]!r} split: carving one from train "
+                         "needs at least 2 rows (1 for each).")
+    train, k = train.shuffle(seed=SPLIT_SEED), max(n // 10, 1)
+    splits = {**dsd, "train": train.select(range(k, n)), missing[0]: train.select(range(k))}
+    return DatasetDict({s: splits[s] for s in ("train", "validation", "test", *splits)})
+
+
+_FILE_COLUMNS = (["text", "label"], ["prompt", "response"])  # what tokenize_classification / _sft read
+
+
+def _json_message(e: json.JSONDecodeError) -> str:
+    return f"{e.msg.removesuffix(' at')} at column {e.colno}"  # "Unterminated string starting at column 17"
+
+
+def _json_error(path: Path) -> str | None:
+    """The first line of a JSON(L) file that does not parse; datasets only says a generation error occurred."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if text.lstrip().startswith("["):  # one JSON array over many lines
+        try:
+            json.loads(text)
+        except json.JSONDecodeError as e:
+            return f"line {e.lineno} is not valid JSON ({_json_message(e)})"
+        return None
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            if line.strip():
+                json.loads(line)
+        except json.JSONDecodeError as e:
+            return (f"line {number} is not valid JSON ({_json_message(e)}); each line must be one "
+                    "complete JSON object such as {\"text\": \"...\", \"label\": 0}")
+    return None
+
+
+def _root(error: BaseException) -> BaseException:
+    while error.__cause__ is not None or error.__context__ is not None:
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _from_file(path: Path):
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+
+    kind = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(path.suffix)
+    if kind is None:
+        raise FtlabError(f"Cannot read {path.name}: use a .csv, .json, .jsonl or .parquet file.")
+    try:
+        dsd = datasets.load_dataset(kind, data_files=str(path))
+    except (ValueError, StopIteration) as e:  # what datasets raises for a file without rows
+        raise FtlabError(f"Cannot read {path.name}: it has no rows or is not valid {kind} ({describe(e)}). "
+                         "An empty 'train' split leaves nothing to train on.") from e
+    except DatasetGenerationError as e:
+        problem = (_json_error(path) if kind == "json" else None) or describe(_root(e))
+        raise FtlabError(f"Cannot read {path.name}: {problem}. Fix the file and load it again.") from e
+    found = dsd["train"].column_names
+    if not any(all(c in found for c in need) for need in _FILE_COLUMNS):
+        raise FtlabError(f"{path.name} has the columns {found}; ftlab needs 'text' and 'label' (classification) "
+                         "or 'prompt' and 'response' (supervised fine-tuning). Rename the columns in the file "
+                         "and load it again.")
+    return _complete_splits(dsd, path.name)
+
+
+def _from_disk_or_hub(name: str):
     import datasets
 
     path = Path(name)
-    if path.is_file():
-        kind = {".csv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}.get(path.suffix)
-        if kind is None:
-            raise FtlabError(f"Cannot read {path.name}: use a .csv, .json, .jsonl or .parquet file.")
-        try:
-            dsd = datasets.load_dataset(kind, data_files=str(path))
-        except (ValueError, StopIteration) as e:  # what datasets raises for a file without rows
-            raise FtlabError(f"Cannot read {path.name}: it has no rows or is not valid {kind} "
-                             f"({type(e).__name__}: {e}). An empty 'train' split leaves nothing to train on.") from None
-    else:
-        try:
-            dsd = datasets.load_dataset(name)
-        except Exception as e:  # the hub raises many types offline; all mean the same to a learner
-            raise FtlabError(f"Cannot load dataset {name!r} ({type(e).__name__}). Offline names: "
-                             + "; ".join(f"{k} ({v})" for k, v in DATASETS.items())
-                             + ". Files: .csv/.json/.jsonl/.parquet paths. Hub names need internet access.") from None
-    if len(dsd["train"]) == 0:
-        raise FtlabError(f"Dataset {name!r} has an empty 'train' split: nothing to train or evaluate on.")
-    if "validation" not in dsd or "test" not in dsd:
-        n = len(dsd["train"])
-        return _split(dsd["train"], max(n // 10, 1), max(n // 10, 1))
-    return dsd
+    if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        dsd = datasets.load_from_disk(str(path))  # a folder written by save_to_disk
+        return _complete_splits(dsd if isinstance(dsd, datasets.DatasetDict) else datasets.DatasetDict(train=dsd),
+                               path.name)
+    try:
+        dsd = datasets.load_dataset(name)
+    except (OSError, ValueError) as e:  # not found, offline, or a name the hub rejects
+        raise FtlabError(f"Cannot load dataset {name!r} ({describe(e)}). Offline names: {', '.join(DATASETS)} "
+                         "(see ftlab.DATASETS). Files: .csv/.json/.jsonl/.parquet paths or a save_to_disk folder. "
+                         "Hub names need internet access.") from e
+    return _complete_splits(dsd, repr(name))
 
 
 def load_dataset(name: str, profile=None):
-    """A ``DatasetDict`` with train/validation/test for a short name (``DATASETS``), a file, or a hub name.
+    """A ``DatasetDict`` with train/validation/test for a short name (``DATASETS``), a file, a folder written by
+    ``save_to_disk``, or a hub name. Splits a dataset ships are kept; missing ones are carved from train.
 
     With a ``profile``, training rows are capped at ``profile.train_rows`` and evaluation splits at
     ``profile.eval_rows`` (always the same first rows, so runs are comparable).
     """
-    dsd = _offline(name) if name in DATASETS else _from_file_or_hub(name)
+    if name in DATASETS:
+        dsd = _offline(name)
+    else:
+        dsd = _from_file(Path(name)) if Path(name).is_file() else _from_disk_or_hub(name)
     for split, ds in dsd.items():
         if len(ds) == 0:
             raise FtlabError(f"Dataset {name!r} has an empty {split!r} split: nothing to train or evaluate on.")
@@ -137,18 +214,61 @@ def load_dataset(name: str, profile=None):
     return dsd
 
 
+def _splits(ds) -> list:
+    return list(ds.values()) if hasattr(ds, "keys") else [ds]
+
+
 def require_columns(ds, columns: list[str], what: str) -> None:
     """A clear error when a dataset lacks the columns a step needs."""
-    some = ds[next(iter(ds))] if hasattr(ds, "keys") else ds
+    some = _splits(ds)[0]
     missing = [c for c in columns if c not in some.column_names]
     if missing:
         raise FtlabError(f"{what} needs the columns {columns}; this dataset has {some.column_names} "
                          f"(missing {missing}). Rename with ds.rename_column(old, new).")
 
 
-def tokenize_classification(dsd, tokenizer, max_length: int, text: str = "text", label: str = "label"):
-    """Tokenised inputs plus ``labels``; other columns are dropped. Padding happens per batch."""
+def _kind(feature) -> str:
+    kind = getattr(feature, "dtype", type(feature).__name__)
+    return "text" if kind in ("string", "large_string") else kind
+
+
+def _require_text(ds, columns: list[str], what: str) -> None:
+    # Numbers read from a CSV reach the tokenizer as ints, and it fails with a TypeError deep inside.
+    some = _splits(ds)[0]
+    for c in columns:
+        if _kind(some.features[c]) != "text":
+            raise FtlabError(f"{what} needs text in the column {c!r}, but it holds {_kind(some.features[c])} "
+                             f"values such as {some[:3][c]}. Point it at the column with the text.")
+
+
+def _require_class_labels(ds, column: str, num_labels: int | None) -> None:
+    # Labels other than whole numbers 0..n-1 fail only later, inside the loss, with an unrelated message.
+    from datasets import ClassLabel
+
+    splits = _splits(ds)
+    feature = splits[0].features[column]
+    if not isinstance(feature, ClassLabel) and not _kind(feature).startswith(("int", "uint")):
+        found = sorted({str(v) for v in splits[0].unique(column)})
+        raise FtlabError(f"Classification needs whole-number labels 0, 1, …; the column {column!r} holds "
+                         f"{_kind(feature)} values ({', '.join(found[:5])}{', …' if len(found) > 5 else ''}). "
+                         f"Number the classes with dsd = dsd.class_encode_column({column!r}).")
+    found = sorted(set().union(*(d.unique(column) for d in splits)))
+    if found and (found[0] < 0 or (num_labels is not None and found[-1] >= num_labels)):
+        expected = f"0 to {num_labels - 1} for a model with {num_labels} classes" if num_labels else "0 or more"
+        raise FtlabError(f"Classification labels must be {expected}; the column {column!r} holds {len(found)} "
+                         f"classes: {found[:10]}{' …' if len(found) > 10 else ''}. Load the model with "
+                         "labels=[...] naming every class, or drop the rows whose label is out of range.")
+
+
+def tokenize_classification(dsd, tokenizer, max_length: int, text: str = "text", label: str = "label",
+                            num_labels: int | None = None):
+    """Tokenised inputs plus ``labels``; other columns are dropped. Padding happens per batch.
+
+    ``num_labels`` (the model's ``config.num_labels``), when given, is checked against the labels found.
+    """
     require_columns(dsd, [text, label], "Classification")
+    _require_text(dsd, [text], "Classification")
+    _require_class_labels(dsd, label, num_labels)
 
     def encode(batch):
         enc = tokenizer(batch[text], truncation=True, max_length=max_length)
@@ -167,18 +287,35 @@ def format_prompt(tokenizer, prompt: str) -> str:
 
 
 def tokenize_sft(dsd, tokenizer, max_length: int, prompt: str = "prompt", response: str = "response"):
-    """Prompt + response + end-of-turn, with the prompt's labels masked (-100): the loss is on the answer."""
+    """Prompt + response + end-of-turn, with the prompt's labels masked (-100): the loss is on the answer.
+
+    Rows longer than ``max_length`` lose the end of their answer but keep the end-of-turn token, so the
+    model still learns to stop. How many rows were cut is printed and kept in ``.truncated_rows``.
+    """
     require_columns(dsd, [prompt, response], "Supervised fine-tuning")
+    _require_text(dsd, [prompt, response], "Supervised fine-tuning")
     end = tokenizer.eos_token or ""
+    eos = [tokenizer.eos_token_id] if end else []
 
     def encode(row):
         p = tokenizer(format_prompt(tokenizer, row[prompt]), add_special_tokens=False)["input_ids"]
         a = tokenizer(row[response] + end, add_special_tokens=False)["input_ids"]
-        ids = (p + a)[:max_length]
-        labels = ([-100] * len(p) + a)[:max_length]
-        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels}
+        ids, labels = p + a, [-100] * len(p) + a
+        cut = len(ids) > max_length
+        if cut:
+            keep = max(max_length - len(eos), 0)
+            ids, labels = ids[:keep] + eos, labels[:keep] + eos
+        return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, "cut": cut}
 
-    return dsd.map(encode, remove_columns=dsd[next(iter(dsd))].column_names)
+    out = dsd.map(encode, remove_columns=dsd[next(iter(dsd))].column_names)
+    cut = {split: sum(ds["cut"]) for split, ds in out.items()}
+    out = out.remove_columns("cut")
+    out.truncated_rows = cut
+    if sum(cut.values()):
+        print(f"tokenize_sft: {sum(cut.values())} of {sum(len(ds) for ds in out.values())} rows are longer than "
+              f"{max_length} tokens and lost the end of their answer ("
+              + ", ".join(f"{s} {n}" for s, n in cut.items()) + "); each keeps its end-of-turn token.")
+    return out
 
 
 def classification_collator(tokenizer):

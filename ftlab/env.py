@@ -5,6 +5,7 @@ Every notebook's setup cell is one call: ``P = ftlab.setup(seed=0)``. Taught in 
 
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import platform
@@ -67,11 +68,14 @@ def pick_device() -> str:
 
 def get_profile(name: str | None = None) -> Profile:
     """The profile named, else ``$FTLAB_PROFILE``, else ``gpu`` when CUDA is available and ``cpu`` otherwise."""
+    source = "the profile argument" if name else "FTLAB_PROFILE"
     name = name or os.environ.get("FTLAB_PROFILE") or ("gpu" if torch.cuda.is_available() else "cpu")
     name = name.strip().lower()
     if name not in PROFILES:
-        raise FtlabError(f"Unknown profile {name!r}. Choose one of {', '.join(PROFILES)} "
-                         "(set FTLAB_PROFILE, or pass profile=...).")
+        close = difflib.get_close_matches(name, PROFILES, n=1)
+        raise FtlabError(f"Unknown profile {name!r} (from {source}). Choose one of {', '.join(PROFILES)}"
+                         + (f"; did you mean {close[0]!r}?" if close else ".")
+                         + " Set FTLAB_PROFILE, or pass profile=... to setup().")
     device = pick_device()
     bf16 = PROFILES[name].bf16 and device == "cuda" and torch.cuda.is_bf16_supported()
     return replace(PROFILES[name], device=device, bf16=bf16)
@@ -106,6 +110,13 @@ _QUIET_MESSAGES = [
     r".*Position ids are not supported for parameter efficient tuning.*",  # PEFT prompts: it drops them itself
 ]
 
+# FutureWarnings only where a library calls another library's renamed API (PEFT and the Trainer still
+# call the gradient-checkpointing names transformers 5 deprecates): (message regex, module regex).
+# Never a whole category: a FutureWarning from ftlab's own code, or one the learner's call causes, shows.
+_QUIET_FUTURE = [
+    (r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated", r"transformers\.modeling_utils$"),
+]
+
 
 def quiet() -> None:
     """Silence known library noise so stored notebooks show results, not red stderr."""
@@ -113,7 +124,8 @@ def quiet() -> None:
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     for pattern in _QUIET_MESSAGES:
         warnings.filterwarnings("ignore", message=pattern)
-    warnings.filterwarnings("ignore", category=FutureWarning)
+    for message, module in _QUIET_FUTURE:
+        warnings.filterwarnings("ignore", message=message, category=FutureWarning, module=module)
     for name in ("transformers", "datasets", "peft", "bitsandbytes", "accelerate", "torch.distributed"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

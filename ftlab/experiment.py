@@ -7,6 +7,8 @@ with what NOTEBOOKS.md asks for: trainable count and %, time per step, peak memo
 from __future__ import annotations
 
 from .evaluation import evaluate_classifier
+from .history import row as history_row
+from .methods.lora import method_callbacks
 from .metrics import classification_metrics
 from .models import size_on_disk_mb
 from .train import TrainConfig, train
@@ -18,8 +20,12 @@ def finetune_classifier(model, tokenizer, tokens, profile, name: str, lr: float,
 
     ``disk_mb``: a number or a function of the model; default: what ``save_pretrained`` writes.
     ``optimizers``: ``(optimizer, scheduler)`` for ``train``, e.g. per-group learning rates (notebook 02).
+    The callbacks the model's method needs in the loop (AdaLoRA's rank update) are added here, once.
+    The row: ``history.row`` ("val accuracy" is the evaluation at the last step).
     """
     config = TrainConfig.from_profile(profile, name=name, lr=lr, **overrides)
+    given = {type(c).__name__ for c in callbacks}
+    callbacks = [*(c for c in method_callbacks(model) if type(c).__name__ not in given), *callbacks]
     history = train(model, tokens["train"], tokens["validation"], config, tokenizer=tokenizer,
                     compute_metrics=classification_metrics, callbacks=callbacks, loss_fn=loss_fn,
                     optimizers=optimizers)
@@ -28,12 +34,7 @@ def finetune_classifier(model, tokenizer, tokens, profile, name: str, lr: float,
         disk_mb = size_on_disk_mb(model)
     elif callable(disk_mb):
         disk_mb = disk_mb(model)
-    row = {"method": name, "trainable": history.params_trainable,
-           "trainable %": round(history.trainable_percent, 3), "lr": lr,
-           "s/step": round(history.step_time_s, 3), "peak MB": round(history.peak_memory_mb),
-           "val accuracy": round(history.final("accuracy"), 4), "test accuracy": round(test["accuracy"], 4),
-           "test f1": round(test["f1"], 4), "disk MB": round(disk_mb, 2)}
-    return history, row
+    return history, history_row(history, method=name, lr=lr, test=test, disk_mb=disk_mb)
 
 
 def table(rows: list[dict]):

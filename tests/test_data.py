@@ -42,8 +42,11 @@ def test_local_file_gets_splits(tmp_path):
 
 
 def test_unknown_dataset_offline_is_a_clear_error():
-    with pytest.raises(ftlab.FtlabError, match="Cannot load dataset 'nobody/nothing'.*Offline names: rotten_tomatoes"):
+    expected = "Cannot load dataset 'nobody/nothing'.*Offline names: rotten_tomatoes"
+    with pytest.raises(ftlab.FtlabError, match=expected) as e:
         ftlab.load_dataset("nobody/nothing")
+    assert "(ConnectionError: Couldn't reach 'nobody/nothing' on the Hub" in str(e.value)
+    assert isinstance(e.value.__cause__, ConnectionError)
 
 
 def test_empty_dataset_is_a_clear_error(tmp_path):
@@ -67,3 +70,47 @@ def test_sft_masks_the_prompt(smoke):
     answer = [t for t, l in zip(row["input_ids"], row["labels"]) if l != -100]
     assert tok.decode(answer) == d["train"][0]["response"] + tok.eos_token
     assert row["labels"][0] == -100 and len(row["input_ids"]) == len(row["labels"])
+
+
+def test_sft_cuts_long_rows_but_keeps_the_end_of_turn_and_counts_them(smoke, capsys):
+    tok = ftlab.load_tokenizer(smoke.decoder)
+    d = ftlab.load_dataset("instructions", smoke)
+    out = ftlab.tokenize_sft(d, tok, 48)
+    full = {s: [len(tok(ftlab.format_prompt(tok, r["prompt"]) + r["response"] + tok.eos_token,
+                        add_special_tokens=False)["input_ids"]) for r in d[s]] for s in d}
+    assert out.truncated_rows == {s: sum(n > 48 for n in lengths) for s, lengths in full.items()}
+    assert out.truncated_rows == {"train": 152, "validation": 42, "test": 39}
+    assert "tokenize_sft: 233 of 384 rows are longer than 48 tokens" in capsys.readouterr().out
+    for s in d:
+        for row, n in zip(out[s], full[s]):
+            assert row["labels"][-1] == row["input_ids"][-1] == tok.eos_token_id
+            assert len(row["input_ids"]) == len(row["labels"]) == min(n, 48)
+
+
+def test_sft_without_cuts_prints_nothing(smoke, capsys):
+    tok = ftlab.load_tokenizer(smoke.decoder)
+    out = ftlab.tokenize_sft(ftlab.load_dataset("instructions", smoke), tok, 512)
+    assert out.truncated_rows == {"train": 0, "validation": 0, "test": 0} and capsys.readouterr().out == ""
+
+
+def test_official_test_split_is_kept_when_validation_is_missing(tmp_path):
+    """A hub dataset with train + test only (e.g. imdb): validation comes from train, test stays official."""
+    from datasets import Dataset, DatasetDict
+
+    rows = lambda a, b: Dataset.from_list([{"text": f"t{i}", "label": i % 2} for i in range(a, b)])  # noqa: E731
+    DatasetDict(train=rows(0, 50), test=rows(100, 107)).save_to_disk(str(tmp_path / "hub"))
+    d = ftlab.load_dataset(str(tmp_path / "hub"))
+    assert {k: len(v) for k, v in d.items()} == {"train": 45, "validation": 5, "test": 7}
+    assert list(d["test"]["text"]) == [f"t{i}" for i in range(100, 107)]
+    assert sorted([*d["train"]["text"], *d["validation"]["text"]]) == sorted(f"t{i}" for i in range(50))
+    assert list(d["validation"]["text"]) == list(ftlab.load_dataset(str(tmp_path / "hub"))["validation"]["text"])
+
+
+def test_official_validation_split_is_kept_when_test_is_missing(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    rows = lambda a, b: Dataset.from_list([{"text": f"t{i}", "label": i % 2} for i in range(a, b)])  # noqa: E731
+    DatasetDict(train=rows(0, 30), validation=rows(100, 104)).save_to_disk(str(tmp_path / "hub"))
+    d = ftlab.load_dataset(str(tmp_path / "hub"))
+    assert {k: len(v) for k, v in d.items()} == {"train": 27, "validation": 4, "test": 3}
+    assert list(d["validation"]["text"]) == [f"t{i}" for i in range(100, 104)]

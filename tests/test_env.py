@@ -1,3 +1,5 @@
+import warnings
+
 import pytest
 import torch
 
@@ -22,7 +24,8 @@ def test_profile_from_environment(monkeypatch):
 
 def test_unknown_profile_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("FTLAB_PROFILE", "laptop")
-    with pytest.raises(ftlab.FtlabError, match="Unknown profile 'laptop'. Choose one of smoke, cpu, gpu"):
+    with pytest.raises(ftlab.FtlabError, match=r"Unknown profile 'laptop' \(from FTLAB_PROFILE\)\. "
+                                               r"Choose one of smoke, cpu, gpu\. Set FTLAB_PROFILE"):
         ftlab.get_profile()
 
 
@@ -39,3 +42,27 @@ def test_setup_seeds_and_prints_one_banner(capsys):
     lines = capsys.readouterr().out.strip().splitlines()
     assert len(lines) == 2 and lines[0] == banner(p)
     assert "profile smoke" in lines[0] and "seed 3" in lines[0] and "transformers" in lines[0]
+
+
+def warnings_after_quiet(module: str, message: str) -> list[str]:
+    """The FutureWarnings that still show after ``quiet()`` for a warning raised in ``module``."""
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")  # under the filters quiet() adds, whatever pytest's config says
+        ftlab.quiet()
+        warnings.warn_explicit(message, FutureWarning, f"{module.replace('.', '/')}.py", 1, module=module)
+    return [str(w.message) for w in seen if w.category is FutureWarning]
+
+
+def test_quiet_keeps_futurewarnings_from_ftlab():
+    assert warnings_after_quiet("ftlab.train", "this argument will change") == ["this argument will change"]
+    # even with the text of a silenced library message: only its library's module is silenced
+    noisy = "`gradient_checkpointing_enable` is deprecated and will be removed in v6."
+    assert warnings_after_quiet("ftlab.methods.quant", noisy) == [noisy]
+
+
+def test_quiet_silences_known_library_futurewarnings():
+    for message in ("`is_gradient_checkpointing` is deprecated and will be removed in v6.",
+                    "`gradient_checkpointing_enable` is deprecated and will be removed in v6."):
+        assert warnings_after_quiet("transformers.modeling_utils", message) == []
+    other = "some other transformers change"
+    assert warnings_after_quiet("transformers.modeling_utils", other) == [other]

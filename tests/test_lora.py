@@ -1,6 +1,7 @@
 """LoRA and AdaLoRA (notebook 06): the from-scratch LoraLinear equals PEFT's LoRA given the same A and B,
-bad ranks and targets raise FtlabError naming what exists, merging keeps the logits, and ftlab.train makes
-AdaLoRA re-allocate its ranks (a plain loop without update_and_allocate does not)."""
+bad ranks and targets raise FtlabError naming what exists, merging keeps the logits, and
+lora.method_callbacks (attached by finetune_classifier) makes AdaLoRA re-allocate its ranks (a plain loop
+without update_and_allocate does not)."""
 
 import copy
 
@@ -61,6 +62,37 @@ def test_from_scratch_lora_matches_peft(name, task, targets):
     torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-5)
     trainable = {n.rsplit(".", 2)[-2] for n, p in ours.named_parameters() if p.requires_grad}
     assert trainable == {"lora_A", "lora_B"}
+
+
+@pytest.mark.parametrize("r", [4, 16])
+def test_default_alpha_agrees_with_peft_at_every_rank(r):
+    """Neither side is given lora_alpha: both default to 2 * r (scaling 2)."""
+    from peft import get_peft_model
+
+    fl.setup(seed=0, profile="smoke", verbose=False)
+    model, tok = fl.load_model("tiny-minilm", seed=0)
+    model.eval()
+    ours = lora.apply_lora(copy.deepcopy(model), ["query", "value"], r=r)
+    peft_model = get_peft_model(model, lora.lora_config(model, r=r, target_modules=["query", "value"]))
+    assert _copy_peft_into_ours(peft_model, ours) == 4  # also checks each layer's scaling is PEFT's
+    assert {m.scaling for m in ours.modules() if isinstance(m, lora.LoraLinear)} == {2.0}
+    enc = _enc(tok)
+    peft_model.eval(), ours.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(ours(**enc).logits, peft_model(**enc).logits, atol=1e-5, rtol=1e-5)
+
+
+def test_adalora_all_linear_is_passed_as_a_string(tiny_encoder):
+    from peft import get_peft_model
+
+    model, _ = tiny_encoder
+    cfg = lora.adalora_config(model, total_step=20, init_r=4, target_r=2, target_modules="all-linear")
+    assert cfg.target_modules == "all-linear"
+    ada = get_peft_model(copy.deepcopy(model), cfg)
+    wrapped = sorted(n.split(".lora_E.")[0].replace("base_model.model.", "")
+                     for n, _ in ada.named_parameters() if ".lora_E." in n)
+    assert wrapped == sorted(lora.target_names(model, "all-linear")) and len(wrapped) == 13
+    assert lora.adalora_config(model, total_step=20, target_modules=("query",)).target_modules == {"query"}
 
 
 def test_delta_weight_merges_exactly(tiny_encoder):
@@ -147,7 +179,8 @@ def _adalora_model(model, steps):
     return get_peft_model(copy.deepcopy(model), cfg)
 
 
-def test_ftlab_train_makes_adalora_reallocate(tiny_encoder, tmp_path):
+def test_finetune_classifier_makes_adalora_reallocate(tiny_encoder):
+    """The notebook path: finetune_classifier attaches lora.method_callbacks(model) itself."""
     model, tok = tiny_encoder
     steps = 12
     ada = _adalora_model(model, steps)
@@ -161,12 +194,41 @@ def test_ftlab_train_makes_adalora_reallocate(tiny_encoder, tmp_path):
         def on_step_end(self, args, state, control, **kw):
             seen.append(sum(lora.adalora_rank_pattern(ada).values()))
 
-    config = fl.TrainConfig(name="ada", steps=steps, batch_size=8, lr=1e-2, eval_every=steps, live=False,
-                            output_dir=str(tmp_path / "ada"))
-    fl.train(ada, _tiny_rows(tok), None, config, tokenizer=tok, callbacks=[Record()])
+    rows = _tiny_rows(tok)
+    tokens = {"train": rows, "validation": rows.select(range(8)), "test": rows.select(range(8))}
+    smoke = fl.get_profile("smoke")
+    fl.finetune_classifier(ada, tok, tokens, smoke, "ada", lr=1e-2, steps=steps, batch_size=8, eval_every=steps,
+                           live=False, callbacks=[Record()])
     end = lora.adalora_rank_pattern(ada)
     assert sum(end.values()) == 1 * len(end), "the final budget is target_r per layer on average"
     assert seen[0] == 4 * len(start) and seen[-1] < seen[0], "ranks shrink during training"
+
+
+def test_method_callbacks_only_for_adalora(tiny_encoder):
+    from peft import get_peft_model
+
+    model, _ = tiny_encoder
+    assert lora.method_callbacks(model) == []
+    assert lora.method_callbacks(get_peft_model(copy.deepcopy(model), lora.lora_config(model, r=2))) == []
+    [cb] = lora.method_callbacks(_adalora_model(model, 12))
+    assert type(cb).__name__ == "AdaLoraUpdateAndAllocate"
+
+
+@pytest.mark.filterwarnings("ignore:.*LoRA tensor")  # PEFT saving a layer pruned to rank 0
+def test_plain_train_with_method_callbacks_reallocates(tiny_encoder, tmp_path):
+    """fl.train itself knows no method: called directly, it needs callbacks=lora.method_callbacks(model)."""
+    model, tok = tiny_encoder
+    steps = 12
+    config = fl.TrainConfig(name="ada", steps=steps, batch_size=8, lr=1e-2, eval_every=steps, live=False,
+                            output_dir=str(tmp_path / "ada"))
+    ranks = {}
+    for with_callbacks in (False, True):
+        ada = _adalora_model(model, steps)
+        config.output_dir = str(tmp_path / f"ada-{with_callbacks}")
+        fl.train(ada, _tiny_rows(tok), None, config, tokenizer=tok,
+                 callbacks=lora.method_callbacks(ada) if with_callbacks else ())
+        ranks[with_callbacks] = sum(lora.adalora_rank_pattern(ada).values())
+    assert ranks == {False: 4 * 4, True: 1 * 4}
 
 
 def test_plain_loop_without_update_and_allocate_keeps_ranks(tiny_encoder):

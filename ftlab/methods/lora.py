@@ -7,7 +7,8 @@ the from-scratch ``LoraLinear`` lines up one to one with ``peft.LoraConfig`` (ch
   training starts from the unchanged model).
 - AdaLoRA: Zhang et al. 2023, "Adaptive Budget Allocation for Parameter-Efficient Fine-Tuning" (an SVD-like
   ``P diag(E) Q`` per layer; unimportant singular values are pruned so the rank budget moves to the layers
-  that need it). PEFT does the pruning in ``update_and_allocate``, which ``ftlab.train`` calls every step.
+  that need it). PEFT does the pruning in ``update_and_allocate``, which must run after every optimiser
+  step: ``method_callbacks`` returns the Trainer callback that calls it (``finetune_classifier`` attaches it).
 """
 
 from __future__ import annotations
@@ -26,10 +27,15 @@ _HEAD_NAMES = ("classifier", "score", "lm_head")
 
 
 class LoraLinear(nn.Module):
-    """A frozen ``nn.Linear`` plus ``(lora_alpha / r) * B @ A``: ``h = W x + b + scaling * B (A x)``."""
+    """A frozen ``nn.Linear`` plus ``(lora_alpha / r) * B @ A``: ``h = W x + b + scaling * B (A x)``.
 
-    def __init__(self, base: nn.Linear, r: int = 8, lora_alpha: float = 16):
+    ``lora_alpha`` defaults to ``2 * r`` (scaling 2), the same default as ``lora_config``, so the two agree
+    at every rank.
+    """
+
+    def __init__(self, base: nn.Linear, r: int = 8, lora_alpha: float | None = None):
         super().__init__()
+        lora_alpha = 2 * r if lora_alpha is None else lora_alpha
         self.base_layer = base.requires_grad_(False)
         self.r, self.lora_alpha, self.scaling = r, lora_alpha, lora_alpha / r
         self.lora_A = nn.Linear(base.in_features, r, bias=False)  # (r, in): random, as PEFT (kaiming uniform)
@@ -45,8 +51,10 @@ class LoraLinear(nn.Module):
         return self.scaling * self.lora_B.weight @ self.lora_A.weight
 
 
-def apply_lora(model: nn.Module, target_modules, r: int = 8, lora_alpha: float = 16) -> nn.Module:
+def apply_lora(model: nn.Module, target_modules, r: int = 8, lora_alpha: float | None = None) -> nn.Module:
     """Freeze ``model`` and replace each targeted Linear by a ``LoraLinear`` (in place; returns the model).
+
+    ``lora_alpha`` defaults to ``2 * r``, as in ``lora_config``.
 
     Checked first like ``lora_config``: a rank larger than a layer or targets that match nothing raise.
     """
@@ -148,9 +156,32 @@ def adalora_config(model: nn.Module, total_step: int, init_r: int = 12, target_r
     if tinit >= total_step - tfinal:
         raise FtlabError(f"AdaLoRA's schedule has no room: tinit ({tinit}) must be < total_step - tfinal "
                          f"({total_step} - {tfinal} = {total_step - tfinal}). Train longer or shorten tinit/tfinal.")
+    # a string ("all-linear", a regex) goes to PEFT as it is; list("all-linear") would be single letters
+    targets = target_modules if isinstance(target_modules, str) else list(target_modules)
     return AdaLoraConfig(task_type=task_type, init_r=init_r, target_r=target_r, tinit=tinit, tfinal=tfinal,
                          deltaT=deltaT, total_step=total_step, lora_alpha=lora_alpha,
-                         target_modules=list(target_modules), **kwargs)
+                         target_modules=targets, **kwargs)
+
+
+def method_callbacks(model) -> list:
+    """The Trainer callbacks ``model``'s PEFT method needs in the loop: for AdaLoRA, ``update_and_allocate``.
+
+    Pass them to ``ftlab.train(..., callbacks=...)``; ``finetune_classifier`` adds them itself. AdaLoRA
+    re-allocates its rank budget in ``update_and_allocate``, which must run after every optimiser step while
+    the gradients still exist; without the call it silently trains as plain LoRA at ``init_r``. Other
+    models: ``[]``.
+    """
+    from transformers import TrainerCallback
+
+    configs = getattr(model, "peft_config", None) or {}
+    if not any(str(getattr(c, "peft_type", "")).endswith("ADALORA") for c in configs.values()):
+        return []
+
+    class AdaLoraUpdateAndAllocate(TrainerCallback):
+        def on_optimizer_step(self, args, state, control, **kw):  # after step(), before zero_grad()
+            model.base_model.update_and_allocate(state.global_step)
+
+    return [AdaLoraUpdateAndAllocate()]
 
 
 # ---------------------------------------------------------------- counting and inspecting
