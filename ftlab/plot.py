@@ -94,3 +94,32 @@ def plot_live(name: str, steps, losses, eval_steps, eval_losses, max_steps: int)
     ax.set(xlim=(0, max_steps), xlabel="step", ylabel="loss", title=f"{name}: live loss")
     ax.legend(fontsize=8)
     return fig
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower x, higher y)."""
+    return [i for i, (x, y) in enumerate(points)
+            if not any((x2 <= x and y2 >= y) and (x2 < x or y2 > y) for x2, y2 in points)]
+
+
+def plot_tradeoff(rows: list[dict], x: str, y: str = "test accuracy", err: str = "± 95 %", logx: bool = False,
+                  baselines: dict | None = None, title: str = "") -> Figure:
+    """Methods as points (not a line: they have no order) with their interval, baselines as labelled
+    horizontal lines, and the Pareto front (cheapest for its accuracy) ringed."""
+    fig = Figure(figsize=(7, 4.4), layout="constrained")
+    ax = fig.subplots()
+    for i, r in enumerate(rows):
+        ax.errorbar(r[x], r[y], yerr=r.get(err, 0), fmt="o", color=f"C{i % 10}", capsize=3, label=r["method"])
+    front = pareto_front([(r[x], r[y]) for r in rows])
+    ax.scatter([rows[i][x] for i in front], [rows[i][y] for i in front], s=160, facecolors="none",
+               edgecolors="black", label="Pareto front")
+    for k, (name, value) in enumerate((baselines or {}).items()):
+        ax.axhline(value, ls=(0, (4, 2 + k)), color="grey", lw=1)
+        ax.annotate(f"{name} {value:.3f}", (1.0, value), xycoords=("axes fraction", "data"), ha="right",
+                    va="bottom", fontsize=7, color="dimgrey")
+    if logx:
+        ax.set_xscale("log")
+    ax.set(xlabel=x, ylabel=y, title=title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    return fig

@@ -252,3 +252,15 @@ def test_plain_loop_without_update_and_allocate_keeps_ranks(tiny_encoder):
 def test_adalora_rank_pattern_refuses_other_models(tiny_encoder):
     with pytest.raises(fl.FtlabError, match="AdaLoraConfig"):
         lora.adalora_rank_pattern(tiny_encoder[0])
+
+
+def test_check_lora_reads_the_shape_of_a_4bit_layer_not_its_packed_weight():
+    bnb = pytest.importorskip("bitsandbytes")
+    model = torch.nn.Sequential()
+    layer = bnb.nn.Linear4bit(64, 32, bias=False, quant_type="nf4")
+    layer.weight = bnb.nn.Params4bit(torch.randn(32, 64), requires_grad=False, quant_type="nf4")
+    model.add_module("query", layer.to("cpu"))
+    assert tuple(model.query.weight.shape) != (32, 64)  # packed storage
+    assert lora.check_lora(model, 8, ["query"]) == ["query"]
+    with pytest.raises(fl.FtlabError, match="r <= 32"):
+        lora.check_lora(model, 33, ["query"])

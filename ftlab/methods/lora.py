@@ -100,6 +100,13 @@ def target_names(model: nn.Module, target_modules) -> list[str]:
     return [n for n in linear if _matches(n, target_modules)]
 
 
+def _shape(linear: nn.Module) -> tuple[int, int]:
+    """(out, in) of a Linear layer; a 4-bit layer stores its weight packed (e.g. 2048x1), so ask the layer."""
+    if hasattr(linear, "out_features") and hasattr(linear, "in_features"):
+        return linear.out_features, linear.in_features
+    return tuple(linear.weight.shape)
+
+
 def check_lora(model: nn.Module, r: int, target_modules) -> list[str]:
     """The targeted Linear names; ``FtlabError`` when nothing matches or ``r`` exceeds a layer's size.
 
@@ -113,8 +120,8 @@ def check_lora(model: nn.Module, r: int, target_modules) -> list[str]:
         raise FtlabError(f"target_modules={target_modules!r} matches no Linear layer of {type(model).__name__}. "
                          f"Its Linear layers are named: {', '.join(short_linear_names(model))} "
                          f"(e.g. {linear_module_names(model)[0]!r}); or use 'all-linear'.")
-    too_small = {n: tuple(model.get_submodule(n).weight.shape) for n in names
-                 if r > min(model.get_submodule(n).weight.shape)}
+    shapes = {n: _shape(model.get_submodule(n)) for n in names}
+    too_small = {n: shape for n, shape in shapes.items() if r > min(shape)}
     if too_small:
         name, shape = next(iter(too_small.items()))
         limit = min(min(s) for s in too_small.values())

@@ -187,8 +187,11 @@ def is_quantized(model) -> bool:
 
 
 def load_quantized(path_or_model, bits: int = 4, dtype: str = "nf4", double_quant: bool = True,
-                   compute_dtype: torch.dtype = torch.float32, device_map: str = "cpu"):
-    """Load a causal LM from a folder in 4-bit (NF4/FP4, optional double quantisation) or 8-bit."""
+                   compute_dtype: torch.dtype = torch.float32, device_map: str = "cpu", task: str = "causal-lm"):
+    """Load a model from a folder in 4-bit (NF4/FP4, optional double quantisation) or 8-bit.
+
+    ``task``: "causal-lm" (a decoder with its LM head) or "base" (the bare encoder/decoder, e.g. for a
+    classification head of your own)."""
     if not isinstance(path_or_model, str):
         if is_quantized(path_or_model):
             raise FtlabError("This model is already quantised; load the original (16/32-bit) weights "
@@ -199,15 +202,18 @@ def load_quantized(path_or_model, bits: int = 4, dtype: str = "nf4", double_quan
     if dtype not in ("nf4", "fp4"):
         raise FtlabError(f"4-bit loading supports nf4 or fp4, got {dtype!r}.")
     import_bnb()
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from transformers import AutoModel, AutoModelForCausalLM, BitsAndBytesConfig
+
+    if task not in ("causal-lm", "base"):
+        raise FtlabError(f"load_quantized loads task 'causal-lm' or 'base', got {task!r}.")
 
     if bits == 4:
         cfg = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=dtype,
                                  bnb_4bit_use_double_quant=double_quant, bnb_4bit_compute_dtype=compute_dtype)
     else:
         cfg = BitsAndBytesConfig(load_in_8bit=True)
-    return AutoModelForCausalLM.from_pretrained(path_or_model, quantization_config=cfg, device_map=device_map,
-                                                dtype=compute_dtype)
+    auto = AutoModelForCausalLM if task == "causal-lm" else AutoModel
+    return auto.from_pretrained(path_or_model, quantization_config=cfg, device_map=device_map, dtype=compute_dtype)
 
 
 def quantized_layer_bytes(model) -> tuple[int, int]:

@@ -1,0 +1,283 @@
+"""``ftlab compare``: every method on one task and budget, tuned and seeded the same way. Taught in notebook 10.
+
+The protocol (each point is what makes the table fair):
+1. Same task (Rotten Tomatoes), data, step budget, batch, sequence length for every method, and one head
+   policy: mean pooling over the real tokens + a trained linear head (``compare_methods.PooledClassifier``).
+2. Each method's learning rate is chosen on the **validation** split from its grid (3 values, recorded);
+   the test split is touched only by the final runs at the chosen rate.
+3. ``seeds`` (≥ 3) final runs at the chosen rate; the table gives the mean and a 95 % t-interval. Two
+   methods differ only when their intervals do not overlap.
+4. A run that predicts one class for ≥ 95 % of the test rows is flagged as collapsed, shown as such, and
+   left out of the mean (never averaged silently).
+5. Baselines in every table: majority class, frozen features + logistic regression (C chosen on
+   validation), zero-shot SmolLM2 with its chat template.
+6. Every run trains in its own process (fork), so its peak memory is its own: the report gives the peak
+   resident memory of that process and its growth over the process at start (libraries loaded).
+
+Every run is one JSON file under ``results/compare/<profile>/runs/``; a finished run is never redone or
+overwritten, so an interrupted comparison resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+from .compare_methods import METHODS, Built, PooledClassifier
+from .errors import FtlabError
+from .results import results_dir
+
+COLLAPSE = 0.95  # share of test rows in one class above which a run counts as collapsed
+
+
+@dataclass
+class Protocol:
+    profile: str
+    steps: int
+    batch_size: int
+    max_length: int
+    seeds: int = 3
+    validation_rows: int = 200  # grid search rows (validation split); the test split is whole
+    task: str = "rotten_tomatoes"
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def interval(values) -> tuple[float, float]:
+    """Mean and the half-width of a 95 % t-interval (0 for one value)."""
+    from scipy import stats
+
+    values = np.asarray(values, dtype=float)
+    if len(values) < 2:
+        return float(values.mean()) if len(values) else float("nan"), 0.0
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
+    return float(values.mean()), float(half)
+
+
+def collapsed(predictions) -> bool:
+    """True when one class takes at least ``COLLAPSE`` of the predictions."""
+    counts = np.bincount(np.asarray(predictions))
+    return bool(counts.max() >= COLLAPSE * counts.sum())
+
+
+def choose_lr(grid_runs: list[dict]) -> float:
+    """The grid's best validation accuracy; a tie goes to the smaller rate (the safer one)."""
+    return min(grid_runs, key=lambda r: (-r["val_accuracy"], r["lr"]))["lr"]
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
+    """FLOP/s of a large fp32 matmul in this process: the machine's practical ceiling for training."""
+    import torch
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b  # warm-up
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+# ---------------------------------------------------------------- one run, in its own process
+
+
+def _rss_mb() -> float:
+    import psutil
+
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _peak_rss_mb() -> float:
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+
+
+def _train_and_measure(method: str, lr: float, seed: int, phase: str, ctx) -> dict:
+    """Build, train and evaluate one run; the numbers that describe it."""
+    import torch
+
+    from .evaluation import predict
+    from .metrics import accuracy, f1
+    from .models import count_parameters, size_on_disk_mb
+    from .train import TrainConfig, train
+
+    start_rss = _rss_mb()
+    built: Built = ctx.build(method, seed)
+    config = TrainConfig(name=f"compare-{ctx.protocol.profile}-{slug(method)}-{lr:g}-{seed}-{phase}", steps=ctx.protocol.steps,
+                         batch_size=ctx.protocol.batch_size, lr=lr, eval_every=ctx.protocol.steps, seed=seed,
+                         live=False, output_dir=None)
+    history = train(built.model, ctx.tokens["train"], ctx.tokens["validation"], config, tokenizer=ctx.tokenizer,
+                    callbacks=built.callbacks, loss_fn=built.loss_fn, compute_metrics=ctx.metrics)
+    params = count_parameters(built.model)
+    row = {"method": method, "lr": lr, "seed": seed, "phase": phase, "note": built.note,
+           "val_accuracy": history.final("accuracy"), "val_f1": history.final("f1"),
+           "trainable": params.trainable, "total": params.total, "trainable_percent": params.percent,
+           "s_per_step": history.step_time_s, "tokens_per_s": history.tokens_per_s, "wall_s": history.wall_time_s}
+    if phase == "final":
+        pred, labels = predict(built.model, ctx.tokens["test"], ctx.tokenizer)
+        row.update(test_accuracy=accuracy(pred, labels), test_f1=f1(pred, labels), collapsed=collapsed(pred),
+                   majority_share=float(np.bincount(pred).max() / len(pred)),
+                   disk_mb=size_on_disk_mb(getattr(built.model, "student", built.model)))  # not the teacher
+    if torch.cuda.is_available():
+        row.update(peak_mb=torch.cuda.max_memory_allocated() / 2**20, memory="CUDA max allocated")
+    else:
+        row.update(peak_mb=_peak_rss_mb(), peak_growth_mb=_peak_rss_mb() - start_rss,
+                   memory="peak resident memory of the run's own process (and its growth over the start)")
+    return row
+
+
+def _child(conn, *args):
+    try:
+        conn.send(("ok", _train_and_measure(*args)))
+    except BaseException as e:  # report, so the parent records it and carries on
+        conn.send(("error", f"{type(e).__name__}: {e}"))
+    finally:
+        conn.close()
+
+
+def isolated(method: str, lr: float, seed: int, phase: str, ctx) -> dict:
+    """Run ``_train_and_measure`` in a forked process (Linux/macOS CPU) so memory is measured per run."""
+    import multiprocessing as mp
+
+    import torch
+
+    if torch.cuda.is_available() or os.name == "nt":  # CUDA keeps per-process allocator stats; fork breaks it
+        import torch as _t
+
+        if _t.cuda.is_available():
+            _t.cuda.reset_peak_memory_stats()
+        return _train_and_measure(method, lr, seed, phase, ctx)
+    context = mp.get_context("fork")
+    parent, child = context.Pipe(duplex=False)
+    proc = context.Process(target=_child, args=(child, method, lr, seed, phase, ctx))
+    proc.start()
+    child.close()
+    status, value = parent.recv() if parent.poll(None) else ("error", "the run's process ended without a result")
+    proc.join()
+    if status != "ok":
+        raise FtlabError(f"{method} at lr {lr:g}, seed {seed} failed: {value}")
+    return value
+
+
+# ---------------------------------------------------------------- the comparison
+
+
+class Context:
+    """What every run shares: data, tokenizer, protocol, and the rates already chosen (for the student)."""
+
+    def __init__(self, profile, protocol: Protocol):
+        from .data import load_dataset, tokenize_classification
+        from .metrics import classification_metrics
+        from .models import load_tokenizer
+
+        self.profile, self.protocol, self.metrics = profile, protocol, classification_metrics
+        self.data = load_dataset(protocol.task, profile)
+        self.tokenizer = load_tokenizer(profile.encoder)
+        self.tokens = tokenize_classification(self.data, self.tokenizer, protocol.max_length)
+        n_val = min(protocol.validation_rows, len(self.tokens["validation"]))
+        self.tokens["validation"] = self.tokens["validation"].select(range(n_val))
+
+    def build(self, method: str, seed: int) -> Built:
+        build = METHODS[method].build
+        if "ctx" in inspect.signature(build).parameters:  # a method that needs another's result
+            return build(self.profile, seed, self.protocol.steps, ctx=self)
+        return build(self.profile, seed, self.protocol.steps)
+
+    def chosen_lr(self, method: str) -> float | None:
+        grid = [json.loads(p.read_text()) for p in (run_dir(self.profile.name) / "runs" / slug(method)).glob("grid-*.json")]
+        return choose_lr(grid) if len(grid) == len(METHODS[method].lrs) else None
+
+
+def run_dir(profile_name: str) -> Path:
+    return results_dir() / "compare" / profile_name
+
+
+def _run_file(profile_name: str, method: str, lr: float, seed: int, phase: str) -> Path:
+    return run_dir(profile_name) / "runs" / slug(method) / f"{phase}-lr{lr:g}-seed{seed}.json"
+
+
+def _record(path: Path, row: dict, provenance: dict) -> dict:
+    row = {**row, **provenance}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(row, indent=1, default=float))
+    os.replace(tmp, path)  # atomic: a run file is either whole or absent
+    return row
+
+
+def provenance(profile) -> dict:
+    import platform
+    from importlib import metadata
+
+    from .env import pick_device
+
+    return {"profile": profile.name, "device": pick_device(), "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
+            "date": str(date.today()), "versions": {p: metadata.version(p) for p in ("torch", "transformers", "peft")}}
+
+
+def compare(profile, methods=None, seeds: int = 3, steps: int | None = None, quick: bool = False,
+            progress=print) -> dict:
+    """Run the protocol (see the module docstring) and return ``{method: summary}``; resumable.
+
+    ``quick``: one seed, and each method's rate taken from the stored grid where it exists.
+    """
+    from tqdm.auto import tqdm
+
+    names = list(methods or METHODS)
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise FtlabError(f"Unknown method(s) {unknown}; choose from: {', '.join(METHODS)}.")
+    protocol = Protocol(profile.name, steps or profile.steps, profile.batch_size, profile.max_length,
+                        seeds=1 if quick else seeds)
+    if protocol.seeds < 1:
+        raise FtlabError("seeds must be at least 1 (3 or more to give intervals).")
+    ctx, prov = Context(profile, protocol), provenance(profile)
+    summaries = {}
+    for name in tqdm(names, desc="methods"):
+        grid = []
+        for lr in METHODS[name].lrs:
+            path = _run_file(profile.name, name, lr, 0, "grid")
+            if path.exists():
+                grid.append(json.loads(path.read_text()))
+            elif not quick:
+                grid.append(_record(path, isolated(name, lr, 0, "grid", ctx), {**prov, "protocol": asdict(protocol)}))
+        if not grid:
+            raise FtlabError(f"--quick needs the stored learning-rate grid of {name!r}; run without --quick once.")
+        lr = choose_lr(grid)
+        finals = []
+        for seed in range(protocol.seeds):
+            path = _run_file(profile.name, name, lr, seed, "final")
+            finals.append(json.loads(path.read_text()) if path.exists() else
+                          _record(path, isolated(name, lr, seed, "final", ctx), {**prov, "protocol": asdict(protocol)}))
+        summaries[name] = summarize(name, grid, finals)
+        progress(f"{name}: lr {lr:g} · test accuracy {summaries[name]['test accuracy']}")
+    return summaries
+
+
+def summarize(name: str, grid: list[dict], finals: list[dict]) -> dict:
+    ok = [r for r in finals if not r["collapsed"]]
+    acc, acc_half = interval([r["test_accuracy"] for r in ok])
+    f1, f1_half = interval([r["test_f1"] for r in ok])
+    last = finals[-1]
+    return {"method": name, "chinese": METHODS[name].chinese, "lr": finals[0]["lr"],
+            "lr grid": {f"{r['lr']:g}": round(r["val_accuracy"], 4) for r in grid},
+            "seeds": len(finals), "collapsed runs": len(finals) - len(ok),
+            "test accuracy": round(acc, 4), "± 95 %": round(acc_half, 4), "test f1": round(f1, 4), "f1 ±": round(f1_half, 4),
+            "trainable": last["trainable"], "trainable %": round(last["trainable_percent"], 3),
+            "s/step": round(float(np.median([r["s_per_step"] for r in finals])), 3),
+            "tokens/s": round(float(np.median([r["tokens_per_s"] for r in finals]))),
+            "peak MB": round(max(r["peak_mb"] for r in finals)), "disk MB": round(last["disk_mb"], 2),
+            "note": last.get("note", "")}

@@ -1,0 +1,95 @@
+"""The comparison's baselines and report: a markdown table and figures from ``compare``'s summaries.
+
+Baselines (every table carries them): the majority class; frozen mean-pooled features + logistic
+regression (the strongest cheap baseline; C chosen on validation); zero-shot SmolLM2 with its own chat
+template (no training at all). They are computed once per profile and stored beside the runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+INSTRUCTION = "Is the sentiment of this movie review positive or negative? Answer with one word."
+
+
+def frozen_features_logreg(ctx) -> dict:
+    """Logistic regression on the frozen encoder's mean-pooled last layer; C chosen on validation."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.preprocessing import StandardScaler
+
+    from .data import classification_collator
+    from .methods.probe import layer_features
+    from .models import load_model
+
+    model = load_model(ctx.profile.encoder, task="base", seed=0)[0]
+    collate = classification_collator(ctx.tokenizer)
+    feats = {s: layer_features(model, ctx.tokens[s], collate)[-1].numpy() for s in ("train", "validation", "test")}
+    labels = {s: list(ctx.tokens[s]["labels"]) for s in feats}
+    scaler = StandardScaler().fit(feats["train"])
+    scores = {}
+    for c in (0.01, 0.1, 1.0, 10.0):
+        clf = LogisticRegression(C=c, max_iter=2000).fit(scaler.transform(feats["train"]), labels["train"])
+        scores[c] = (clf.score(scaler.transform(feats["validation"]), labels["validation"]), clf)
+    c = max(scores, key=lambda k: (scores[k][0], -k))
+    test = scores[c][1].score(scaler.transform(feats["test"]), labels["test"])
+    return {"accuracy": round(float(test), 4), "C": c, "C grid (validation accuracy)": {str(k): round(v[0], 4)
+                                                                                      for k, v in scores.items()}}
+
+
+def zero_shot(ctx) -> dict:
+    from .methods import prompts
+    from .models import load_model
+
+    lm, tok = load_model(ctx.profile.decoder, task="causal-lm", seed=0)
+    template = prompts.chat_template(tok, INSTRUCTION)
+    test = ctx.data["test"]
+    acc = prompts.zero_shot_accuracy(lm, tok, test["text"], test["label"], template, ["negative", "positive"])
+    return {"accuracy": round(acc, 4), "model": ctx.profile.decoder, "template": "the model's chat template"}
+
+
+def baselines(ctx, folder: Path) -> dict:
+    from .metrics import majority_baseline
+
+    path = folder / "baselines.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = {"majority class": {"accuracy": round(majority_baseline(ctx.data["train"]["label"],
+                                                                     ctx.data["test"]["label"]), 4)},
+              "frozen features + logistic regression": frozen_features_logreg(ctx),
+              "zero-shot SmolLM2 (chat template)": zero_shot(ctx)}
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def markdown(summaries: dict, base: dict, protocol: dict) -> str:
+    lines = [f"# ftlab compare · profile {protocol['profile']}",
+             "", f"{protocol['steps']} steps × batch {protocol['batch_size']}, max length {protocol['max_length']}, "
+             f"{protocol['seeds']} seed(s) per method at the rate chosen on {protocol['validation_rows']} validation rows; "
+             "test accuracy is the mean over non-collapsed seeds with a 95 % t-interval.", "",
+             "| method | 中文 | lr | test accuracy | ± 95 % | macro-F1 | collapsed | trainable % | s/step | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for s in sorted(summaries.values(), key=lambda s: -s["test accuracy"]):
+        lines.append(f"| {s['method']} | {s['chinese']} | {s['lr']:g} | {s['test accuracy']:.3f} | {s['± 95 %']:.3f} | "
+                     f"{s['test f1']:.3f} | {s['collapsed runs']}/{s['seeds']} | {s['trainable %']:.3f} | "
+                     f"{s['s/step']:.3f} | {s['peak MB']} |")
+    for name, b in base.items():
+        lines.append(f"| *{name}* | | | {b['accuracy']:.3f} | | | | 0 | | |")
+    return "\n".join(lines) + "\n"
+
+
+def write_report(profile, summaries: dict) -> Path:
+    """Baselines (computed once), ``summary.json`` and ``report.md`` in the comparison's folder."""
+    from .compare import Context, Protocol, run_dir
+
+    folder = run_dir(profile.name)
+    any_run = next((folder / "runs").rglob("final-*.json"), None)
+    protocol = json.loads(any_run.read_text())["protocol"] if any_run else {}
+    ctx = Context(profile, Protocol(**protocol)) if protocol else None
+    base = baselines(ctx, folder) if ctx else {}
+    (folder / "summary.json").write_text(json.dumps({"protocol": protocol, "methods": summaries, "baselines": base},
+                                                    indent=1, ensure_ascii=False))
+    path = folder / "report.md"
+    path.write_text(markdown(summaries, base, protocol), encoding="utf-8")
+    return path
