@@ -97,12 +97,33 @@ def test_zero_shot_scores(tiny_lm):
     # batching and left padding must not change a row's scores
     one = prompts.zero_shot_scores(model, tok, texts[1:2], "Review: {text}\nSentiment:", [" negative", " positive"])
     torch.testing.assert_close(s[1:2], one, atol=1e-4, rtol=1e-4)
-    acc = prompts.zero_shot_accuracy(model, tok, texts, [1, 0, 1], "Review: {text}\nSentiment:",
-                                     [" negative", " positive"])
-    assert 0.0 <= acc <= 1.0
-    chat = prompts.chat_template(tok, "Is this review positive or negative?")
-    assert "{text}" in chat and chat.format(text="X").count("X") >= 1
+    question = "Is this review positive or negative?"
+    chat = prompts.chat_template(tok, question)
+    assert chat.format(text="X") == tok.apply_chat_template(
+        [{"role": "user", "content": f"{question}\n\nX"}], tokenize=False, add_generation_prompt=True)
     with pytest.raises(fl.FtlabError, match="placeholder"):
         prompts.zero_shot_scores(model, tok, texts, "no placeholder", [" negative", " positive"])
     with pytest.raises(fl.FtlabError, match="same token"):
         prompts.zero_shot_scores(model, tok, texts, "{text}", [" positive", " positive"])
+
+
+def test_zero_shot_scores_and_accuracy_match_a_plain_loop(tiny_lm):
+    """One prompt at a time, no padding, no sorting: the reference the batched scoring must reproduce."""
+    model, tok = tiny_lm
+    template, words = "Review: {text}\nSentiment:", [" happy", " sad"]
+    texts = ["great film", "dull and long", "fine", "an utterly forgettable sequel", "I loved every minute of it",
+             "meh"]  # different lengths: scoring sorts them and left-pads, and must put each row back
+    word_ids = [tok.encode(w, add_special_tokens=False)[0] for w in words]
+    model.eval()
+    with torch.no_grad():
+        loop = torch.stack([
+            torch.log_softmax(model(**tok(template.format(text=t), return_tensors="pt", add_special_tokens=False))
+                              .logits[0, -1].float(), -1)[word_ids] for t in texts])
+    scores = prompts.zero_shot_scores(model, tok, texts, template, words)
+    torch.testing.assert_close(scores, loop, atol=1e-4, rtol=1e-4)
+    pred = loop.argmax(-1).tolist()
+    assert len(set(pred)) == 2, f"the seeded tiny model should predict both classes here: {pred}"
+    accuracy = lambda labels: prompts.zero_shot_accuracy(model, tok, texts, labels, template, words)  # noqa: E731
+    assert accuracy(pred) == 1.0
+    assert accuracy([1 - p for p in pred]) == 0.0
+    assert accuracy([1 - p for p in pred[:2]] + pred[2:]) == pytest.approx(4 / 6)
