@@ -4,7 +4,7 @@ Notebooks import this face only: ``import ftlab as fl`` then ``P = fl.setup()``,
 ``fl.load_dataset(...)``, ``fl.train(...)``, ``fl.plot_history(...)``.
 """
 
-__version__ = "0.1.0"
+from .version import __version__
 
 from .data import (DATASETS, classification_collator, format_prompt, load_dataset, require_columns,
                    sft_collator, tokenize_classification, tokenize_sft)

@@ -144,7 +144,7 @@ def quiet() -> None:
 
 
 def banner(p: Profile) -> str:
-    from . import __version__
+    from .version import __version__
 
     threads = f" ({torch.get_num_threads()} threads)" if p.device == "cpu" else ""
     if p.device == "cuda":

@@ -9,13 +9,8 @@ import numpy as np
 import torch
 
 from . import metrics
+from .batching import batches  # on floor 1 (distill and probe use it too); evaluation.batches stays a name
 from .data import classification_collator, format_prompt, sft_collator
-
-
-def batches(dataset, collator, batch_size: int):
-    """Collated batches of ``dataset`` in order (no shuffling): for evaluation and feature extraction."""
-    for i in range(0, len(dataset), batch_size):
-        yield collator([dataset[j] for j in range(i, min(i + batch_size, len(dataset)))])
 
 
 @torch.no_grad()

@@ -185,3 +185,24 @@ def test_base_checksum_ignores_adapters_but_sees_base_changes():
     with torch.no_grad():
         model.bert.encoder.layer[0].output.dense.base_layer.weight[0, 0] += 1e-3
     assert A.base_checksum(model) != before
+
+
+def test_head_copy_is_the_task_head_not_the_lm_head():
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    lm = LlamaForCausalLM(LlamaConfig(vocab_size=60, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                      num_key_value_heads=1, intermediate_size=32, tie_word_embeddings=False))
+    A.apply_adapters(lm, A.AdapterConfig(bottleneck=4), name="t")
+    assert not isinstance(lm.lm_head, A.HeadCopies) and not lm.lm_head.weight.requires_grad
+    assert fl.count_parameters(lm).trainable == A.adapter_parameter_count(16, 4, 2)
+
+
+def test_public_names_stay_on_the_package():
+    import importlib
+
+    for name in ("Adapter", "AdapterConfig", "AdapterLinear", "HeadCopies", "active_adapter", "adapter_names",
+                 "adapter_parameter_count", "adapter_size_mb", "adapter_state_dict", "apply_adapters", "base_checksum",
+                 "delete_adapter", "load_adapter", "save_adapter", "set_active"):
+        assert hasattr(A, name), name
+    assert importlib.import_module("ftlab.methods.adapters.model").apply_adapters is A.apply_adapters

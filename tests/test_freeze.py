@@ -178,3 +178,34 @@ def test_param_groups_give_the_head_its_own_learning_rate():
     fz.freeze(model, layers=None, train_head=False, verbose=False)
     with pytest.raises(FtlabError, match="nothing to train"):
         fz.param_groups(model, 2e-3, 1e-4)
+
+
+def test_memory_calculator_parts_in_mib():
+    from ftlab.strategy import UNIT, training_memory
+
+    assert UNIT == "MiB"
+    n = 2**20
+    assert training_memory(n, n) == {"weights": 4.0, "gradients": 4.0, "optimizer": 8.0, "total": 16.0}  # fp32 AdamW
+    bf16 = training_memory(n, n, weight_bytes=2, master_weights=True)  # mixed precision: 2 + 2 + 8 + 4 bytes
+    assert bf16["total"] == 16.0 and bf16["optimizer"] == 12.0
+    lora = training_memory(n + n // 4, n // 4, weight_bytes=2, trainable_bytes=4, optimizer="sgd")
+    assert lora == {"weights": 2.0 + 1.0, "gradients": 1.0, "optimizer": 0.0, "total": 4.0}
+    with pytest.raises(FtlabError, match="adamw"):
+        training_memory(n, n, optimizer="lion")
+    with pytest.raises(FtlabError, match="between 0 and"):
+        training_memory(n, 2 * n)
+
+
+def test_one_notion_of_the_head():
+    from transformers import DistilBertConfig, DistilBertForSequenceClassification
+
+    assert fz.head_names(_bert()) == ["classifier"]
+    assert fz.head_names(_llama(task="classification")) == ["score"]
+    tied = _llama()
+    assert fz.head_names(tied) == ["lm_head"] and fz.head_names(tied, output_embeddings=False) == []
+    assert fz.head_names(_bert().bert) == []  # a bare encoder has no head
+    distil = DistilBertForSequenceClassification(DistilBertConfig(vocab_size=60, dim=16, n_layers=2, n_heads=2,
+                                                                  hidden_dim=32))
+    assert fz.head_names(distil) == ["pre_classifier", "classifier"]
+    fz.freeze(distil, layers=None, verbose=False)
+    assert {n.split(".")[0] for n in _trainable(distil)} == {"pre_classifier", "classifier"}

@@ -86,3 +86,13 @@ def test_layers_to_freeze():
     assert probe.layers_to_freeze([-0.01, -0.02]) == 1  # no gain anywhere: freeze all but the last
     with pytest.raises(FtlabError):
         probe.layers_to_freeze([])
+
+
+def test_one_batching_loop():
+    from ftlab import batching, evaluation
+    from ftlab.methods import distill
+
+    assert evaluation.batches is batching.batches and probe.batches is batching.batches
+    assert distill.batches is batching.batches
+    rows = [{"x": i} for i in range(5)]
+    assert [len(b) for b in batching.batches(rows, list, 2)] == [2, 2, 1]

@@ -19,9 +19,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ftlab.batching import batches
 from ftlab.errors import FtlabError
-from ftlab.evaluation import batches
-from ftlab.methods.freeze import find_blocks
+
+from .blocks import find_blocks
 
 
 @dataclass

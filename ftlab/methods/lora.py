@@ -19,9 +19,8 @@ import torch
 from torch import nn
 
 from ..errors import FtlabError
+from .blocks import head_names
 
-# Classifier heads PEFT leaves out of "all-linear" (they are trained whole, as modules_to_save).
-_HEAD_NAMES = ("classifier", "score", "lm_head")
 
 # ---------------------------------------------------------------- LoRA from scratch
 
@@ -93,7 +92,7 @@ def target_names(model: nn.Module, target_modules) -> list[str]:
     """The Linear modules ``target_modules`` selects (``"all-linear"``: all but the output/classifier head)."""
     linear = linear_module_names(model)
     if isinstance(target_modules, str) and target_modules.lower() == "all-linear":
-        return [n for n in linear if n.rpartition(".")[2] not in _HEAD_NAMES]
+        return [n for n in linear if n.split(".", 1)[0] not in head_names(model)]  # heads train whole, as in PEFT
     if not target_modules:
         raise FtlabError(f"target_modules is empty; name some of this model's Linear layers: "
                          f"{', '.join(short_linear_names(model))} (or 'all-linear').")

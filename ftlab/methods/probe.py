@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ftlab.batching import batches
 from ftlab.errors import FtlabError
-from ftlab.evaluation import batches
 
 from .pooling import mean_pool  # noqa: F401  (re-exported: notebooks call probe.mean_pool)
 
