@@ -134,15 +134,19 @@ def estimate_memory(params: float, method: str = "qlora", lora_fraction: float =
     ``other_bytes`` per parameter: 2 in bf16, 4 when loaded with an fp32 compute dtype).
     ``activations_gb`` is passed through: it depends on batch, length and checkpointing, not on the method.
     """
-    gb = 1e9
+    from ..strategy import MIB, training_memory  # the one calculator; this keeps 07's GB view of it
+
     if method == "full":
-        return MemoryEstimate(params * 2 / gb, params * 2 / gb, params * 12 / gb, activations_gb)
-    if method not in ("lora", "qlora"):
+        parts = training_memory(params, params, weight_bytes=2, master_weights=True)
+    elif method in ("lora", "qlora"):
+        adapter = params * lora_fraction
+        per = BYTES["nf4"] if method == "qlora" else BYTES["bf16"]
+        frozen_bytes = quantized_fraction * per + (1 - quantized_fraction) * other_bytes
+        parts = training_memory(params + adapter, adapter, weight_bytes=frozen_bytes, trainable_bytes=4)
+    else:
         raise FtlabError(f"Unknown method {method!r}; choose full, lora or qlora.")
-    adapter = params * lora_fraction
-    per = BYTES["nf4"] if method == "qlora" else BYTES["bf16"]
-    frozen = params * (quantized_fraction * per + (1 - quantized_fraction) * other_bytes)
-    return MemoryEstimate((frozen + adapter * 4) / gb, adapter * 4 / gb, adapter * 8 / gb, activations_gb)
+    gb = MIB / 1e9  # MiB -> decimal GB
+    return MemoryEstimate(parts["weights"] * gb, parts["gradients"] * gb, parts["optimizer"] * gb, activations_gb)
 
 
 # ---------------------------------------------------------------- bitsandbytes
