@@ -1,4 +1,5 @@
-"""Training-memory arithmetic for choosing a strategy: weights, gradients and optimiser state, in MiB.
+"""Choosing a strategy: training-memory arithmetic (weights, gradients, optimiser state, in MiB) and
+``recommend``, the rules notebook 10 teaches, each unit-tested.
 
 Floor 1, no torch: plain arithmetic on parameter counts, so every method (freezing, LoRA, QLoRA) and every
 notebook estimates memory the same way and in the same unit, MiB (2**20 bytes). Activations are left out:
@@ -6,6 +7,8 @@ they grow with batch × sequence length and depend on checkpointing, not on what
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 from .errors import FtlabError
 
@@ -50,3 +53,75 @@ def training_memory(total_params: float, trainable_params: float, weight_bytes: 
              "optimizer": trainable_params * optimizer_bytes / MIB}
     parts["total"] = sum(parts.values())
     return parts
+
+
+# ---------------------------------------------------------------- which method to reach for
+
+# Share of blocks to freeze by how close the new task is to what the model already represents
+# (the seeds' adaptive rule): similarity > 0.8 -> ~70 %, > 0.5 -> ~40 %, else ~20 %.
+FREEZE_SHARE = ((0.8, 0.7), (0.5, 0.4), (0.0, 0.2))
+SMALL_GPU_GB = 8.0  # below this, full fine-tuning of anything but a small model does not fit
+
+
+def freeze_share(similarity: float) -> float:
+    """Share of the blocks to keep frozen for a task of this similarity (0..1) to the pretraining data."""
+    if not 0.0 <= similarity <= 1.0:
+        raise FtlabError(f"domain_similarity must lie in [0, 1]; got {similarity}.")
+    return next(share for threshold, share in FREEZE_SHARE if similarity > threshold or threshold == 0.0)
+
+
+@dataclass
+class Recommendation:
+    method: str
+    reasons: list[str]
+    memory_mib: dict[str, float]  # weights / gradients / optimizer / total of the recommended method
+
+
+def recommend(gpu_memory_gb: float, model_params: float, domain_similarity: float = 0.5, n_tasks: int = 1,
+              goal: str = "adapt", data_size: int = 10_000) -> Recommendation:
+    """A method and the reasons for it, from the rules the curriculum teaches (notebook 10).
+
+    ``goal``: "adapt" (make the model do the task) or "analysis" (find out what it already knows).
+    Rules, first match wins: analysis -> probing; several tasks on one base -> adapters; a GPU under
+    8 GB or one too small for full fine-tuning -> QLoRA if even LoRA's bf16 weights do not fit, else LoRA;
+    a close domain -> freezing (share of blocks by similarity); plenty of memory, a distant task and
+    enough data -> full fine-tuning; otherwise LoRA.
+    """
+    if goal not in ("adapt", "analysis"):
+        raise FtlabError(f"goal must be 'adapt' or 'analysis'; got {goal!r}.")
+    if gpu_memory_gb <= 0 or model_params <= 0 or n_tasks < 1 or data_size < 0:
+        raise FtlabError("gpu_memory_gb and model_params must be positive, n_tasks at least 1, data_size >= 0.")
+    budget = gpu_memory_gb * 1e9 / MIB
+    adapters = 0.004 * model_params  # LoRA r 8 on attention: ~0.4 % of the weights
+    full = training_memory(model_params, model_params, weight_bytes=2, master_weights=True)
+    lora = training_memory(model_params + adapters, adapters, weight_bytes=2, trainable_bytes=4)
+    qlora = training_memory(model_params + adapters, adapters, weight_bytes=0.52, trainable_bytes=4)
+    fits = f"{gpu_memory_gb:g} GB"
+    if goal == "analysis":
+        return Recommendation("probing", ["you want to know what the model represents, not change it: linear "
+                                          "probes on frozen layers, with a control task (notebook 09)"],
+                              training_memory(model_params, 0, weight_bytes=2))
+    if n_tasks > 1:
+        return Recommendation("adapters", [f"{n_tasks} tasks share one frozen base; each task is a small file you "
+                                           "switch at run time (notebook 03)"], lora)
+    if gpu_memory_gb < SMALL_GPU_GB or full["total"] > budget:
+        why = f"full fine-tuning needs ~{full['total'] / 1024:.0f} GiB before activations; you have {fits}"
+        if lora["total"] > budget:
+            return Recommendation("QLoRA", [why, f"even LoRA's 16-bit weights need ~{lora['total'] / 1024:.1f} GiB: "
+                                            "quantise the frozen base to 4 bits (notebook 07)"], qlora)
+        return Recommendation("LoRA", [why, "LoRA (or prefix tuning) trains < 1 % of the weights; its "
+                                       "optimiser state is tiny (notebooks 05, 06)"], lora)
+    if domain_similarity > 0.5:
+        share = freeze_share(domain_similarity)
+        return Recommendation("freezing", [f"the task is close to the pretraining (similarity {domain_similarity:g}):"
+                                           f" freeze ~{share:.0%} of the blocks from the bottom, train the rest "
+                                           "(notebook 02)"],
+                              training_memory(model_params, (1 - share) * model_params, weight_bytes=2,
+                                              master_weights=True))
+    if data_size >= 10_000:
+        return Recommendation("full fine-tuning", [f"{fits} fits full fine-tuning (~{full['total'] / 1024:.0f} GiB "
+                                                   "before activations)", f"a distant task (similarity "
+                                                   f"{domain_similarity:g}) with {data_size:,} examples can use every "
+                                                   "weight (notebook 01)"], full)
+    return Recommendation("LoRA", [f"only {data_size:,} examples: fewer trainable weights overfit less, and "
+                                   "LoRA is the strongest cheap default (notebook 06)"], lora)
