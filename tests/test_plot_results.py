@@ -44,7 +44,7 @@ def test_bars_and_sweep():
 
 
 def test_results_round_trip(tmp_path, monkeypatch):
-    monkeypatch.setattr(results, "RESULTS_DIR", tmp_path)
+    monkeypatch.setenv("FTLAB_RESULTS", str(tmp_path))  # make test points FTLAB_RESULTS at its own folder
     ftlab.record_result("smoke", "full", accuracy=0.812345678, trainable_percent=100.0)
     ftlab.record_result("smoke", "lora", accuracy=0.8)
     assert ftlab.load_results("smoke") == {"full": {"accuracy": 0.812346, "trainable_percent": 100.0},
