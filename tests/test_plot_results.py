@@ -2,7 +2,6 @@ import numpy as np
 from matplotlib.figure import Figure
 
 import ftlab
-from ftlab import results
 
 
 def fake_history(name, loss=(1.0, 0.8, 0.7), val_loss=0.75, accuracy=0.6):
