@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .compare_methods import METHODS, Built, PooledClassifier
+from .compare_methods import METHODS, Built
 from .errors import FtlabError
 from .results import results_dir
 
@@ -155,10 +155,8 @@ def isolated(method: str, lr: float, seed: int, phase: str, ctx) -> dict:
     import torch
 
     if torch.cuda.is_available() or os.name == "nt":  # CUDA keeps per-process allocator stats; fork breaks it
-        import torch as _t
-
-        if _t.cuda.is_available():
-            _t.cuda.reset_peak_memory_stats()
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
         return _train_and_measure(method, lr, seed, phase, ctx)
     context = mp.get_context("fork")
     parent, child = context.Pipe(duplex=False)

@@ -118,8 +118,8 @@ def _callback(measure: _Measure, live: LiveProgress | None):
 def _final_evaluation(eval_every: int):
     """Evaluate at the last step when it is not an evaluation step, so ``History.final`` is the end state.
 
-    transformers >= 5.3 does this itself; 5.0-5.2 (allowed by pyproject.toml) stopped after the last
-    multiple of ``eval_every``, or never evaluated when ``eval_every > steps``. Evaluating is one flag on
+    transformers >= 5.3 does this itself; 5.0-5.2 stopped after the last multiple of ``eval_every``, or
+    never evaluated when ``eval_every > steps``: a guard, so the history never depends on the Trainer's rule. Evaluating is one flag on
     ``control``: setting it where the Trainer already did still evaluates once.
     """
     from transformers import TrainerCallback

@@ -15,21 +15,6 @@ def task(smoke):
     return tok, data
 
 
-@pytest.fixture
-def trainer_before_5_3(monkeypatch):
-    """transformers 5.0-5.2: no evaluation at a last step that is not a multiple of eval_steps."""
-    from transformers.trainer_callback import DefaultFlowCallback
-
-    original = DefaultFlowCallback.on_step_end
-
-    def on_step_end(self, args, state, control, **kw):
-        control = original(self, args, state, control, **kw)
-        control.should_evaluate = control.should_evaluate and state.global_step % state.eval_steps == 0
-        return control
-
-    monkeypatch.setattr(DefaultFlowCallback, "on_step_end", on_step_end)
-
-
 @pytest.mark.parametrize("steps,eval_every", [(7, 5), (4, 10)])
 def test_row_keys_and_val_accuracy_is_the_last_step(smoke, task, trainer_before_5_3, steps, eval_every):
     tok, data = task

@@ -1,6 +1,5 @@
 """tools/install_torch.py: which PyTorch build `make` installs, given the machine."""
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -9,11 +8,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def it():
-    spec = importlib.util.spec_from_file_location("install_torch", ROOT / "tools" / "install_torch.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def it(load_tool):
+    return load_tool("install_torch")
 
 
 def test_linux_without_gpu_takes_cpu_index_then_default(it):

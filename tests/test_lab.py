@@ -1,6 +1,5 @@
 """`make lab` starts wherever the tests run: as root, without a display, on a chosen port (tools/lab.py)."""
 
-import importlib.util
 import json
 import os
 import socket
@@ -16,11 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def lab():
-    spec = importlib.util.spec_from_file_location("lab", ROOT / "tools" / "lab.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def lab(load_tool):
+    return load_tool("lab")
 
 
 def test_command_adds_allow_root_and_no_browser_only_when_needed(lab):

@@ -35,22 +35,6 @@ def run(smoke, task, name, callbacks=(), model=None, seed=0, loss_fn=None, optim
     return model, history
 
 
-@pytest.fixture
-def trainer_before_5_3(monkeypatch):
-    """transformers 5.0-5.2 (allowed by pyproject.toml): no evaluation at a last step that is not a multiple
-    of eval_steps. The installed Trainer evaluates there itself, so this puts the old rule back."""
-    from transformers.trainer_callback import DefaultFlowCallback
-
-    original = DefaultFlowCallback.on_step_end
-
-    def on_step_end(self, args, state, control, **kw):
-        control = original(self, args, state, control, **kw)
-        control.should_evaluate = control.should_evaluate and state.global_step % state.eval_steps == 0
-        return control
-
-    monkeypatch.setattr(DefaultFlowCallback, "on_step_end", on_step_end)
-
-
 def test_history_records_every_step_and_each_evaluation(smoke, task):
     model, h = run(smoke, task, "basic")
     assert h.steps == list(range(1, smoke.steps + 1)) and len(h.loss) == smoke.steps
