@@ -4,7 +4,9 @@ The protocol (each point is what makes the table fair):
 1. Same task (Rotten Tomatoes), data, step budget, batch, sequence length for every method, and one head
    policy: mean pooling over the real tokens + a trained linear head (``compare_methods.PooledClassifier``).
 2. Each method's learning rate is chosen on the **validation** split from its grid (3 values, recorded);
-   the test split is touched only by the final runs at the chosen rate.
+   when the best rate sits at an edge of the grid, the grid grows one step past that edge (at most
+   ``MAX_EXTEND`` times), so no method is judged at a rate its grid cut short. The test split is touched
+   only by the final runs at the chosen rate.
 3. ``seeds`` (≥ 3) final runs at the chosen rate; the table gives the mean and a 95 % t-interval. Two
    methods differ only when their intervals do not overlap.
 4. A run that predicts one class for ≥ 95 % of the test rows is flagged as collapsed, shown as such, and
@@ -13,6 +15,10 @@ The protocol (each point is what makes the table fair):
    validation), zero-shot SmolLM2 with its chat template.
 6. Every run trains in its own process (fork), so its peak memory is its own: the report gives the peak
    resident memory of that process and its growth over the process at start (libraries loaded).
+
+7. Efficiency: the FLOPs of one training step are counted by PyTorch's ``FlopCounterMode`` (forward and
+   backward as autograd runs them), so FLOP/s = FLOPs per step / s per step; for full fine-tuning it is
+   also divided by the FLOP/s of a large matmul in the same process, the machine's practical ceiling.
 
 Every run is one JSON file under ``results/compare/<profile>/runs/``; a finished run is never redone or
 overwritten, so an interrupted comparison resumes where it stopped.
@@ -26,7 +32,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
 
@@ -37,6 +43,7 @@ from .errors import FtlabError
 from .results import results_dir
 
 COLLAPSE = 0.95  # share of test rows in one class above which a run counts as collapsed
+MAX_EXTEND = 2  # grid steps added past an edge that keeps winning
 
 
 @dataclass
@@ -48,6 +55,13 @@ class Protocol:
     seeds: int = 3
     validation_rows: int = 200  # grid search rows (validation split); the test split is whole
     task: str = "rotten_tomatoes"
+    model: str = ""  # the encoder every method starts from ("" = the profile's)
+
+    def same_runs(self, stored: dict) -> bool:
+        """Whether a stored run was made under this protocol (the seed count may differ)."""
+        mine = {k: v for k, v in asdict(self).items() if k != "seeds"}
+        theirs = {**mine, "model": "", **{k: v for k, v in stored.items() if k != "seeds"}}
+        return theirs == mine
 
 
 def slug(text: str) -> str:
@@ -74,6 +88,36 @@ def collapsed(predictions) -> bool:
 def choose_lr(grid_runs: list[dict]) -> float:
     """The grid's best validation accuracy; a tie goes to the smaller rate (the safer one)."""
     return min(grid_runs, key=lambda r: (-r["val_accuracy"], r["lr"]))["lr"]
+
+
+def next_rate(grid_runs: list[dict], base_grid) -> float | None:
+    """The rate to add when the best sits at an edge of the grid (one grid step past it), else None."""
+    by_rate = sorted((r["lr"], r["val_accuracy"]) for r in grid_runs)
+    rates = [lr for lr, _ in by_rate]
+    best = choose_lr(grid_runs)
+    if len(rates) - len(base_grid) >= MAX_EXTEND or rates[0] < best < rates[-1]:
+        return None
+    inner = by_rate[1] if best == rates[0] else by_rate[-2]
+    if dict(by_rate)[best] <= inner[1]:  # a tie with its neighbour: the edge is not what wins
+        return None
+    ratio = sorted(base_grid)[1] / sorted(base_grid)[0]
+    return float(f"{best * ratio:.2g}") if best == rates[-1] else float(f"{best / ratio:.2g}")
+
+
+def step_flops(model, batch: dict, loss_fn=None) -> int:
+    """FLOPs of one training step (forward + backward) as autograd runs it; matmuls and attention counted."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        if loss_fn is None:
+            loss = model(**batch).loss
+        else:  # the Trainer's way with a custom loss: labels go to the loss, not the model
+            inputs = {k: v for k, v in batch.items() if k != "labels"}
+            loss = loss_fn(model(**inputs), batch["labels"])
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return int(counter.get_total_flops())
 
 
 def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
@@ -139,17 +183,29 @@ def _train_and_measure(method: str, lr: float, seed: int, phase: str, ctx) -> di
     return row
 
 
-def _child(conn, *args):
+def _measure_flops(method: str, ctx) -> dict:
+    """FLOPs of one training step of ``method`` on a batch of the training split (the teacher's forward
+    included for the distilled student)."""
+    from .data import classification_collator
+
+    built: Built = ctx.build(method, 0)
+    rows = ctx.tokens["train"].select(range(ctx.protocol.batch_size))
+    batch = classification_collator(ctx.tokenizer)([dict(r) for r in rows])
+    return {"method": method, "flops_per_step": step_flops(built.model, dict(batch), built.loss_fn),
+            "batch_size": ctx.protocol.batch_size, "padded_length": int(batch["input_ids"].shape[1])}
+
+
+def _child(conn, fn, *args):
     try:
-        conn.send(("ok", _train_and_measure(*args)))
+        conn.send(("ok", fn(*args)))
     except BaseException as e:  # report, so the parent records it and carries on
         conn.send(("error", f"{type(e).__name__}: {e}"))
     finally:
         conn.close()
 
 
-def isolated(method: str, lr: float, seed: int, phase: str, ctx) -> dict:
-    """Run ``_train_and_measure`` in a forked process (Linux/macOS CPU) so memory is measured per run."""
+def isolated(fn, *args, what: str = "") -> dict:
+    """``fn(*args)`` in a forked process (Linux/macOS CPU), so its peak memory is its own."""
     import multiprocessing as mp
 
     import torch
@@ -157,16 +213,16 @@ def isolated(method: str, lr: float, seed: int, phase: str, ctx) -> dict:
     if torch.cuda.is_available() or os.name == "nt":  # CUDA keeps per-process allocator stats; fork breaks it
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
-        return _train_and_measure(method, lr, seed, phase, ctx)
+        return fn(*args)
     context = mp.get_context("fork")
     parent, child = context.Pipe(duplex=False)
-    proc = context.Process(target=_child, args=(child, method, lr, seed, phase, ctx))
+    proc = context.Process(target=_child, args=(child, fn, *args))
     proc.start()
     child.close()
     status, value = parent.recv() if parent.poll(None) else ("error", "the run's process ended without a result")
     proc.join()
     if status != "ok":
-        raise FtlabError(f"{method} at lr {lr:g}, seed {seed} failed: {value}")
+        raise FtlabError(f"{what or fn.__name__} failed: {value}")
     return value
 
 
@@ -195,8 +251,9 @@ class Context:
         return build(self.profile, seed, self.protocol.steps)
 
     def chosen_lr(self, method: str) -> float | None:
-        grid = [json.loads(p.read_text()) for p in (run_dir(self.profile.name) / "runs" / slug(method)).glob("grid-*.json")]
-        return choose_lr(grid) if len(grid) == len(METHODS[method].lrs) else None
+        """The rate ``method``'s finished grid chose, or None while its grid is unfinished."""
+        grid = stored_grid(self.protocol, method)
+        return choose_lr(grid) if grid_done(grid, method) else None
 
 
 def run_dir(profile_name: str) -> Path:
@@ -205,6 +262,30 @@ def run_dir(profile_name: str) -> Path:
 
 def _run_file(profile_name: str, method: str, lr: float, seed: int, phase: str) -> Path:
     return run_dir(profile_name) / "runs" / slug(method) / f"{phase}-lr{lr:g}-seed{seed}.json"
+
+
+def _load(path: Path, protocol: Protocol) -> dict:
+    row = json.loads(path.read_text())
+    if "protocol" in row and not protocol.same_runs(row["protocol"]):
+        raise FtlabError(f"{path} was made under another protocol ({row['protocol']}); this comparison is "
+                         f"{asdict(protocol)}. Point FTLAB_RESULTS at another folder, or move the old runs away.")
+    return row
+
+
+def stored_grid(protocol: Protocol, method: str) -> list[dict]:
+    folder = run_dir(protocol.profile) / "runs" / slug(method)
+    return [_load(p, protocol) for p in sorted(folder.glob("grid-*.json"))]
+
+
+def rate_to_run(grid: list[dict], method: str) -> float | None:
+    """The grid's next rate: a base rate not run yet, then an edge extension; None when the grid is done."""
+    have = {r["lr"] for r in grid}
+    missing = [lr for lr in METHODS[method].lrs if lr not in have]
+    return missing[0] if missing else next_rate(grid, METHODS[method].lrs)
+
+
+def grid_done(grid: list[dict], method: str) -> bool:
+    return rate_to_run(grid, method) is None
 
 
 def _record(path: Path, row: dict, provenance: dict) -> dict:
@@ -227,7 +308,7 @@ def provenance(profile) -> dict:
 
 
 def compare(profile, methods=None, seeds: int = 3, steps: int | None = None, quick: bool = False,
-            progress=print) -> dict:
+            model: str | None = None, task: str = "rotten_tomatoes", progress=print) -> dict:
     """Run the protocol (see the module docstring) and return ``{method: summary}``; resumable.
 
     ``quick``: one seed, and each method's rate taken from the stored grid where it exists.
@@ -239,36 +320,52 @@ def compare(profile, methods=None, seeds: int = 3, steps: int | None = None, qui
     if unknown:
         raise FtlabError(f"Unknown method(s) {unknown}; choose from: {', '.join(METHODS)}.")
     protocol = Protocol(profile.name, steps or profile.steps, profile.batch_size, profile.max_length,
-                        seeds=1 if quick else seeds)
+                        seeds=1 if quick else seeds, task=task, model=model or "")
     if protocol.seeds < 1:
         raise FtlabError("seeds must be at least 1 (3 or more to give intervals).")
+    if protocol.model:
+        profile = replace(profile, encoder=protocol.model)
     ctx, prov = Context(profile, protocol), provenance(profile)
+    stamp = {**prov, "protocol": asdict(protocol)}
     summaries = {}
     for name in tqdm(names, desc="methods"):
-        grid = []
-        for lr in METHODS[name].lrs:
-            path = _run_file(profile.name, name, lr, 0, "grid")
-            if path.exists():
-                grid.append(json.loads(path.read_text()))
-            elif not quick:
-                grid.append(_record(path, isolated(name, lr, 0, "grid", ctx), {**prov, "protocol": asdict(protocol)}))
+        grid = stored_grid(protocol, name)
+        while not quick and (lr := rate_to_run(grid, name)) is not None:
+            if lr not in METHODS[name].lrs:
+                progress(f"{name}: the best rate sits at the edge of the grid; adding {lr:g}")
+            grid.append(_record(_run_file(profile.name, name, lr, 0, "grid"),
+                                isolated(_train_and_measure, name, lr, 0, "grid", ctx, what=f"{name} at lr {lr:g}"),
+                                stamp))
         if not grid:
             raise FtlabError(f"--quick needs the stored learning-rate grid of {name!r}; run without --quick once.")
         lr = choose_lr(grid)
         finals = []
         for seed in range(protocol.seeds):
             path = _run_file(profile.name, name, lr, seed, "final")
-            finals.append(json.loads(path.read_text()) if path.exists() else
-                          _record(path, isolated(name, lr, seed, "final", ctx), {**prov, "protocol": asdict(protocol)}))
-        summaries[name] = summarize(name, grid, finals)
-        progress(f"{name}: lr {lr:g} · test accuracy {summaries[name]['test accuracy']}")
+            finals.append(_load(path, protocol) if path.exists() else
+                          _record(path, isolated(_train_and_measure, name, lr, seed, "final", ctx,
+                                                 what=f"{name} at lr {lr:g}, seed {seed}"), stamp))
+        flops_path = run_dir(profile.name) / "runs" / slug(name) / "flops.json"
+        flops = (_load(flops_path, protocol) if flops_path.exists() else
+                 _record(flops_path, isolated(_measure_flops, name, ctx, what=f"counting {name}'s FLOPs"), stamp))
+        summaries[name] = summarize(name, grid, finals, flops["flops_per_step"])
+        s_ = summaries[name]
+        progress(f"{name}: lr {lr:g} · test accuracy {s_['test accuracy']} ± {s_['± 95 %']} · "
+                 f"{s_['GFLOP/s']} GFLOP/s")
+    if "full fine-tuning" in summaries:
+        ceiling = matmul_gflops()
+        full = summaries["full fine-tuning"]
+        full["matmul GFLOP/s"] = round(ceiling, 1)
+        full["share of matmul FLOP/s"] = round(full["GFLOP/s"] / ceiling, 3)
+        progress(f"full fine-tuning runs at {full['GFLOP/s']} GFLOP/s; a {2048}x{2048} matmul here: {ceiling:.1f} "
+                 f"GFLOP/s -> {full['share of matmul FLOP/s']:.0%} of it")
     return summaries
 
 
-def summarize(name: str, grid: list[dict], finals: list[dict]) -> dict:
+def summarize(name: str, grid: list[dict], finals: list[dict], flops_per_step: float | None = None) -> dict:
     ok = [r for r in finals if not r["collapsed"]]
-    acc, acc_half = interval([r["test_accuracy"] for r in ok])
-    f1, f1_half = interval([r["test_f1"] for r in ok])
+    acc, acc_half = interval([r["test_accuracy"] for r in ok]) if ok else (float("nan"), float("nan"))
+    f1, f1_half = interval([r["test_f1"] for r in ok]) if ok else (float("nan"), float("nan"))
     last = finals[-1]
     return {"method": name, "chinese": METHODS[name].chinese, "lr": finals[0]["lr"],
             "lr grid": {f"{r['lr']:g}": round(r["val_accuracy"], 4) for r in grid},
@@ -278,4 +375,7 @@ def summarize(name: str, grid: list[dict], finals: list[dict]) -> dict:
             "s/step": round(float(np.median([r["s_per_step"] for r in finals])), 3),
             "tokens/s": round(float(np.median([r["tokens_per_s"] for r in finals]))),
             "peak MB": round(max(r["peak_mb"] for r in finals)), "disk MB": round(last["disk_mb"], 2),
+            "GFLOP/step": None if flops_per_step is None else round(flops_per_step / 1e9, 2),
+            "GFLOP/s": None if flops_per_step is None else round(
+                flops_per_step / 1e9 / float(np.median([r["s_per_step"] for r in finals])), 1),
             "note": last.get("note", "")}

@@ -106,6 +106,7 @@ def plot_tradeoff(rows: list[dict], x: str, y: str = "test accuracy", err: str =
                   baselines: dict | None = None, title: str = "") -> Figure:
     """Methods as points (not a line: they have no order) with their interval, baselines as labelled
     horizontal lines, and the Pareto front (cheapest for its accuracy) ringed."""
+    rows = [r for r in rows if r.get(x) is not None and r.get(y) == r.get(y)]  # all-collapsed methods have no point
     fig = Figure(figsize=(7, 4.4), layout="constrained")
     ax = fig.subplots()
     for i, r in enumerate(rows):

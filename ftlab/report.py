@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-INSTRUCTION = "Is the sentiment of this movie review positive or negative? Answer with one word."
+INSTRUCTION = "Is the sentiment of this review positive or negative? Answer with one word."
 
 
 def frozen_features_logreg(ctx) -> dict:
@@ -68,15 +68,34 @@ def markdown(summaries: dict, base: dict, protocol: dict) -> str:
              "", f"{protocol['steps']} steps × batch {protocol['batch_size']}, max length {protocol['max_length']}, "
              f"{protocol['seeds']} seed(s) per method at the rate chosen on {protocol['validation_rows']} validation rows; "
              "test accuracy is the mean over non-collapsed seeds with a 95 % t-interval.", "",
-             "| method | 中文 | lr | test accuracy | ± 95 % | macro-F1 | collapsed | trainable % | s/step | peak MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| method | 中文 | lr | test accuracy | ± 95 % | macro-F1 | collapsed | trainable % | s/step | GFLOP/s | peak MB |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summaries.values(), key=lambda s: -s["test accuracy"]):
         lines.append(f"| {s['method']} | {s['chinese']} | {s['lr']:g} | {s['test accuracy']:.3f} | {s['± 95 %']:.3f} | "
                      f"{s['test f1']:.3f} | {s['collapsed runs']}/{s['seeds']} | {s['trainable %']:.3f} | "
-                     f"{s['s/step']:.3f} | {s['peak MB']} |")
+                     f"{s['s/step']:.3f} | {s.get('GFLOP/s') or ''} | {s['peak MB']} |")
     for name, b in base.items():
-        lines.append(f"| *{name}* | | | {b['accuracy']:.3f} | | | | 0 | | |")
+        lines.append(f"| *{name}* | | | {b['accuracy']:.3f} | | | | 0 | | | |")
+    full = summaries.get("full fine-tuning", {})
+    if "share of matmul FLOP/s" in full:
+        lines += ["", f"Full fine-tuning ran at {full['GFLOP/s']} GFLOP/s (FLOPs counted by PyTorch's FlopCounterMode); "
+                  f"a 2048×2048 matmul in the same process reached {full['matmul GFLOP/s']} GFLOP/s: "
+                  f"{full['share of matmul FLOP/s']:.0%} of the machine's practical ceiling."]
     return "\n".join(lines) + "\n"
+
+
+FIGURES = {"accuracy-vs-trainable.png": ("trainable %", True), "accuracy-vs-memory.png": ("peak MB", False),
+           "accuracy-vs-speed.png": ("s/step", False)}
+
+
+def figures(summaries: dict, base: dict) -> dict:
+    """Accuracy against what each method costs, Pareto front ringed: ``{file name: Figure}``."""
+    from .plot import plot_tradeoff
+
+    rows = list(summaries.values())
+    lines = {name: b["accuracy"] for name, b in base.items()}
+    return {f: plot_tradeoff(rows, x, logx=log, baselines=lines, title=f"test accuracy vs {x}")
+            for f, (x, log) in FIGURES.items()}
 
 
 def write_report(profile, summaries: dict) -> Path:
@@ -91,5 +110,9 @@ def write_report(profile, summaries: dict) -> Path:
     (folder / "summary.json").write_text(json.dumps({"protocol": protocol, "methods": summaries, "baselines": base},
                                                     indent=1, ensure_ascii=False))
     path = folder / "report.md"
-    path.write_text(markdown(summaries, base, protocol), encoding="utf-8")
+    text = markdown(summaries, base, protocol)
+    for name, fig in figures(summaries, base).items():
+        fig.savefig(folder / name, dpi=110)
+        text += f"\n![{name}]({name})\n"
+    path.write_text(text, encoding="utf-8")
     return path
