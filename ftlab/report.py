@@ -116,3 +116,51 @@ def write_report(profile, summaries: dict) -> Path:
         text += f"\n![{name}]({name})\n"
     path.write_text(text, encoding="utf-8")
     return path
+
+
+# ---------------------------------------------------------------- reading a stored comparison
+
+
+def load_comparison(profile_name: str) -> dict:
+    """The stored comparison of a profile: ``{"protocol", "methods", "baselines"}`` from ``summary.json``.
+
+    Looks in ``$FTLAB_RESULTS`` first, then in the repository's committed ``results/`` (what the notebooks
+    show by default), so a test run with its own results folder still reads the committed comparison.
+    """
+    from .compare import run_dir
+    from .errors import FtlabError
+    from .results import RESULTS_DIR
+
+    for path in (run_dir(profile_name) / "summary.json", RESULTS_DIR / "compare" / profile_name / "summary.json"):
+        if path.exists():
+            return json.loads(path.read_text(encoding="utf-8"))
+    raise FtlabError(f"No stored comparison for profile {profile_name!r}. Make one with "
+                     f"'python -m ftlab compare --profile {profile_name}' (resumable; see notebook 10).")
+
+
+def comparison_table(comparison: dict, methods=None):
+    """A pandas table of the stored comparison: the chosen methods (default all), then the baselines.
+
+    Collapsed seeds are counted, never averaged in: a method whose every seed collapsed has no accuracy.
+    """
+    import pandas as pd
+
+    rows = []
+    for name, s in comparison["methods"].items():
+        if methods is None or name in methods:
+            rows.append({"method": name, "中文": s["chinese"], "lr": s["lr"], "test accuracy": s["test accuracy"],
+                         "± 95 %": s["± 95 %"], "macro-F1": s["test f1"],
+                         "collapsed": f"{s['collapsed runs']}/{s['seeds']}", "trainable %": s["trainable %"],
+                         "s/step": s["s/step"], "GFLOP/s": s.get("GFLOP/s"), "peak MB": s["peak MB"],
+                         "disk MB": s["disk MB"]})
+    rows.sort(key=lambda r: -(r["test accuracy"] if r["test accuracy"] == r["test accuracy"] else -1))
+    for name, b in comparison["baselines"].items():
+        rows.append({"method": name, "中文": "基线", "test accuracy": b["accuracy"], "trainable %": 0.0})
+    return pd.DataFrame(rows).set_index("method")
+
+
+def differs(a: dict, b: dict) -> bool:
+    """Whether two summaries' 95 % intervals do not overlap: the protocol's test for a real difference."""
+    lo_a, hi_a = a["test accuracy"] - a["± 95 %"], a["test accuracy"] + a["± 95 %"]
+    lo_b, hi_b = b["test accuracy"] - b["± 95 %"], b["test accuracy"] + b["± 95 %"]
+    return hi_a < lo_b or hi_b < lo_a

@@ -2,8 +2,9 @@
 ``recommend``, the rules notebook 10 teaches, each unit-tested.
 
 Floor 1, no torch: plain arithmetic on parameter counts, so every method (freezing, LoRA, QLoRA) and every
-notebook estimates memory the same way and in the same unit, MiB (2**20 bytes). Activations are left out:
-they grow with batch × sequence length and depend on checkpointing, not on what trains.
+notebook estimates memory the same way and in the same unit, MiB (2**20 bytes). ``training_memory`` leaves
+activations out: they grow with batch × sequence length and depend on checkpointing, not on what trains;
+``activation_memory`` estimates them separately (ftlab.memory adds the two for whole models).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ UNIT = "MiB"
 MIB = 2**20
 
 # Optimiser state per trainable parameter, in bytes: AdamW keeps two fp32 moments (m, v).
-OPTIMIZER_BYTES = {"adamw": 8.0, "adam": 8.0, "adamw-8bit": 2.0, "sgd-momentum": 4.0, "sgd": 0.0}
+# "adamw-bf16": the two moments kept in bf16, as in pure-bf16 training (2 + 2 bytes).
+OPTIMIZER_BYTES = {"adamw": 8.0, "adam": 8.0, "adamw-bf16": 4.0, "adamw-8bit": 2.0, "sgd-momentum": 4.0, "sgd": 0.0}
 
 
 def training_memory(total_params: float, trainable_params: float, weight_bytes: float = 4, optimizer: str = "adamw",
@@ -53,6 +55,48 @@ def training_memory(total_params: float, trainable_params: float, weight_bytes: 
              "optimizer": trainable_params * optimizer_bytes / MIB}
     parts["total"] = sum(parts.values())
     return parts
+
+
+def activation_memory(hidden: int, layers: int, heads: int, seq: int, batch: int, intermediate: int | None = None,
+                      bytes_per_value: float = 2, checkpointing: bool = False, *, gated: bool = False,
+                      attention_scores: bool = True) -> float:
+    """Activations a transformer stack keeps for the backward pass, in MiB (2**20 bytes).
+
+    Source: Korthikanti et al. 2022, "Reducing Activation Recomputation in Large Transformer Models"
+    (arXiv:2205.05198), §4, eq. 1: one layer of hidden size h, a heads, sequence s and batch b stores
+    ``s*b*h*(34 + 5*a*s/h)`` bytes with 16-bit values and 1-byte dropout masks, no tensor parallelism, no
+    recomputation. The 34 splits into attention 11 (QKV input 2, Q and K 4, V 2, output-projection input 2,
+    dropout mask 1), MLP 19 (input 2, activation-function input 8 and output 8 at width 4h, dropout mask 1)
+    and two LayerNorm inputs 4; ``5*a*s/h`` is the s×s score matrices (softmax output 2, dropout mask 1,
+    dropout output 2, per head).
+
+    Adaptations, each an assumption:
+
+    - ``intermediate`` (default 4h): the MLP's two width-i tensors count ``4*s*b*i`` instead of 16 sbh;
+      ``gated=True`` (SwiGLU: gate, up, act(gate), their product) counts ``8*s*b*i``.
+    - ``attention_scores=False`` drops the ``5*a*s/h`` term: fused attention kernels (flash / memory-efficient
+      SDPA) recompute the scores instead of storing them, the effect of the paper's selective recomputation (§5).
+    - ``bytes_per_value`` 4 (fp32 training) scales everything by 4/2, dropout masks included (torch keeps
+      them as 1-byte bools, so this overestimates fp32 by one mask byte per value).
+    - ``checkpointing=True`` (full recomputation, §5): each layer keeps only its input, ``2*s*b*h`` bytes,
+      plus one layer's full activations while it is recomputed in the backward pass.
+
+    Not counted: embeddings, the final norm and the output layer / loss (the caller adds the logits),
+    grouped-query attention's smaller K and V (slight overestimate), and temporary buffers of the backward
+    pass. Taught in notebook 10.
+    """
+    if min(hidden, layers, heads, seq, batch) < 0 or heads == 0 or bytes_per_value <= 0:
+        raise FtlabError("hidden, layers, seq and batch must be >= 0, heads and bytes_per_value positive.")
+    i = 4 * hidden if intermediate is None else intermediate
+    sbh = seq * batch * hidden
+    attention = 11 * sbh + (5 * heads * seq * seq * batch if attention_scores else 0)
+    mlp = 3 * sbh + (8 if gated else 4) * seq * batch * i
+    per_layer = attention + mlp + 4 * sbh  # bytes at 16 bit; 34*sbh + 5*a*s^2*b for a plain 4h GPT layer
+    if checkpointing:  # layer inputs only, plus the one layer being recomputed
+        total = layers * 2 * sbh + (per_layer if layers else 0)
+    else:
+        total = layers * per_layer
+    return total * bytes_per_value / 2 / MIB
 
 
 # ---------------------------------------------------------------- which method to reach for
