@@ -17,6 +17,7 @@ def main(argv=None) -> int:
     c.add_argument("--steps", type=int, default=None, help="optimiser steps per run (default: the profile's)")
     c.add_argument("--seeds", type=int, default=3, help="final runs per method at its chosen rate")
     c.add_argument("--quick", action="store_true", help="one seed; rates from the stored grid")
+    c.add_argument("--report-only", action="store_true", help="train nothing: rebuild the report from the stored runs")
     c.add_argument("--model", default=None, help="encoder every method starts from (default: the profile's)")
     c.add_argument("--task", default="rotten_tomatoes", help="a two-class dataset ftlab can load (default: rotten_tomatoes)")
     args = ap.parse_args(argv)
@@ -28,7 +29,7 @@ def main(argv=None) -> int:
     try:
         profile = setup(seed=0, profile=args.profile)
         summaries = compare.compare(profile, args.methods, seeds=args.seeds, steps=args.steps, quick=args.quick,
-                                    model=args.model, task=args.task)
+                                    model=args.model, task=args.task, report_only=args.report_only)
         path = report.write_report(profile, summaries)
     except FtlabError as e:
         print(f"ftlab compare: {e}", file=sys.stderr)

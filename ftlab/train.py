@@ -150,6 +150,30 @@ def _check_dataset(ds, what: str) -> None:
                          "'input_ids' and 'labels'. Use ftlab.tokenize_classification or ftlab.tokenize_sft first.")
 
 
+def _one_name_per_tensor(state_dict: dict) -> dict:
+    """The state dict with each shared tensor under its first name only: PEFT's prompt models keep the word
+    embeddings under two names, and safetensors refuses to save shared memory. Resuming loads non-strictly,
+    so the tensor comes back through the name kept."""
+    seen, kept = set(), {}
+    for name, tensor in state_dict.items():
+        if tensor.untyped_storage().data_ptr() not in seen:
+            seen.add(tensor.untyped_storage().data_ptr())
+            kept[name] = tensor
+    return kept
+
+
+def _trainer_class():
+    from transformers import PreTrainedModel, Trainer
+
+    class FtlabTrainer(Trainer):
+        def _save(self, output_dir=None, state_dict=None):
+            if not isinstance(self.model, PreTrainedModel) and not hasattr(self.model, "peft_config"):
+                state_dict = _one_name_per_tensor(self.model.state_dict() if state_dict is None else state_dict)
+            return super()._save(output_dir, state_dict)
+
+    return FtlabTrainer
+
+
 def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = None, tokenizer=None,
           collator=None, compute_metrics=None, callbacks=(), loss_fn=None, optimizers=(None, None)) -> History:
     """Train ``model`` in place and return its ``History`` (loss per step, evaluations, time, memory).
@@ -190,7 +214,7 @@ def train(model, train_dataset, eval_dataset=None, config: TrainConfig | None = 
     live = LiveProgress(config.name, eval_dataset is not None) if live_on else None
     seed_everything(config.seed)
     ours = [_callback(measure, live)] + ([_final_evaluation(config.eval_every)] if eval_dataset is not None else [])
-    trainer = Trainer(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
+    trainer = _trainer_class()(model=model, args=args, train_dataset=train_dataset, eval_dataset=eval_dataset,
                       data_collator=collator, compute_metrics=compute_metrics, compute_loss_func=loss_fn,
                       callbacks=[*callbacks, *ours], optimizers=optimizers)
     trainer.remove_callback(PrinterCallback)  # it prints raw log dicts; LiveProgress reports instead
