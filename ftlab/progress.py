@@ -42,6 +42,8 @@ class LiveProgress:
     def _redraw(self) -> None:
         from .plot import plot_live
 
+        if self.handle is None:  # outside IPython display() returns no handle: nothing to redraw into
+            return
         self.handle.update(plot_live(self.name, self.steps, self.losses, self.eval_steps, self.eval_losses,
                                      self.max_steps))
 

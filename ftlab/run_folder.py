@@ -132,7 +132,7 @@ def prepare_output(out: Path, fingerprint: dict, resume: bool) -> bool:
         why = "resume=False" if not resume else "changed since the checkpoint: " + ", ".join(changed)
         stale = _move_aside(out)
         if stale is not None:
-            print(f"Starting {out.name} afresh ({why}); the earlier run is kept in {stale}")
+            print(f"Starting {out.name} afresh ({why}); the earlier run is kept beside it in {stale.name}/")
     out.mkdir(parents=True, exist_ok=True)
     marker.write_text(json.dumps(fingerprint, indent=1, sort_keys=True))
     return False
