@@ -5,11 +5,13 @@ Every notebook's setup cell is one call: ``P = ftlab.setup(seed=0)``. Taught in 
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import logging
 import os
 import platform
 import random
+import sys
 import warnings
 from dataclasses import dataclass, replace
 from importlib import metadata
@@ -182,3 +184,18 @@ def runs_dir():
     from pathlib import Path
 
     return Path(os.environ.get("FTLAB_RUNS", "runs"))
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """Silence what native (C++) code writes straight to file descriptor 2 inside the block, e.g. the
+    profiler's timestamped "USDT: profiler_start/stop" lines, which Python's warning filters cannot reach."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with open(os.devnull, "w") as null:
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)

@@ -110,7 +110,8 @@ def plot_tradeoff(rows: list[dict], x: str, y: str = "test accuracy", err: str =
     fig = Figure(figsize=(7, 4.4), layout="constrained")
     ax = fig.subplots()
     for i, r in enumerate(rows):
-        ax.errorbar(r[x], r[y], yerr=r.get(err, 0), fmt="o", color=f"C{i % 10}", capsize=3, label=r["method"])
+        ax.errorbar(r[x], r[y], yerr=r.get(err, 0), fmt="os^D"[i // 10 % 4], color=f"C{i % 10}", capsize=3,
+                    label=r["method"])  # ten colours, then another marker
     front = pareto_front([(r[x], r[y]) for r in rows])
     ax.scatter([rows[i][x] for i in front], [rows[i][y] for i in front], s=160, facecolors="none",
                edgecolors="black", label="Pareto front")
