@@ -2,15 +2,12 @@
 counts answer tokens only, the repetition metric, and the project's preference pairs."""
 
 import copy
-import importlib.util
-import json
 import math
 
 import pytest
 import torch
 
 import ftlab
-from ftlab.data import DATA_DIR
 from ftlab.methods.preference import answer_logprob, dpo_loss, repeated_ngram_rate
 
 
@@ -70,23 +67,6 @@ def test_repeated_ngram_rate():
     assert repeated_ngram_rate("the cat sat on the mat") == 0.0
     assert repeated_ngram_rate("a b a b a b", n=2) == pytest.approx(1 - 2 / 5)
     assert repeated_ngram_rate("too short", n=3) == 0.0
-
-
-def _make_preferences():
-    spec = importlib.util.spec_from_file_location("make_preferences", DATA_DIR / "make_preferences.py")
-    module = importlib.util.module_from_spec(spec)
-    import sys
-    sys.path.insert(0, str(DATA_DIR))
-    try:
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(DATA_DIR))
-    return module
-
-
-def test_preference_file_is_what_the_script_writes():
-    on_disk = [json.loads(line) for line in (DATA_DIR / "preferences.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert on_disk == _make_preferences().pairs()
 
 
 def test_preference_pairs_keep_the_prompt_out_and_the_instruction_splits():
