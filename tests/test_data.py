@@ -114,3 +114,46 @@ def test_official_validation_split_is_kept_when_test_is_missing(tmp_path):
     d = ftlab.load_dataset(str(tmp_path / "hub"))
     assert {k: len(v) for k, v in d.items()} == {"train": 27, "validation": 4, "test": 3}
     assert list(d["validation"]["text"]) == [f"t{i}" for i in range(100, 104)]
+
+
+def _run_generator(script: str):
+    """Import data/<script>.py (it imports its sibling make_instructions) without writing anything."""
+    import importlib.util
+    import sys
+
+    from ftlab.data import DATA_DIR
+
+    spec = importlib.util.spec_from_file_location(script, DATA_DIR / f"{script}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(DATA_DIR))
+    try:
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(DATA_DIR))
+    return module
+
+
+def test_facts_file_is_what_the_script_writes():
+    from ftlab.data import DATA_DIR
+
+    on_disk = [json.loads(line) for line in (DATA_DIR / "facts.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert on_disk == _run_generator("make_facts").rows()
+
+
+def test_facts_hold_out_a_wording_and_ask_what_the_world_does_not_say(smoke):
+    d = ftlab.load_dataset("facts")
+    assert {k: len(v) for k, v in d.items()} == {"train": 90, "validation": 90, "test": 126}
+    said = {(r["entity"], r["attribute"]) for r in d["train"]}
+    assert set(d["train"]["question"]).isdisjoint(d["test"]["question"])  # held-out wordings are new
+    unknown = [r for r in d["test"] if r["answer"] == "unknown"]
+    assert len(unknown) == 36 and all((r["entity"], r["attribute"]) not in said for r in unknown)
+    assert all(r["answer"] not in r["question"] for r in d["test"])  # no question gives its answer away
+    capped = ftlab.load_dataset("facts", smoke)["test"]
+    assert 0 < capped["answer"].count("unknown") < len(capped)  # a capped test split keeps both kinds
+
+
+def test_preferences_file_is_what_the_script_writes():
+    from ftlab.data import DATA_DIR
+
+    on_disk = [json.loads(line) for line in (DATA_DIR / "preferences.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert on_disk == _run_generator("make_preferences").pairs()
