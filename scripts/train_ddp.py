@@ -3,7 +3,7 @@
 On CPU (gloo backend), 2 processes, 1 thread each (2×2 threads ran 20× slower on a 2-core machine):
     OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 scripts/train_ddp.py --global-batch 16
 On one machine with several GPUs the same command uses NCCL; for FSDP or DeepSpeed see
-notebooks/SCALE_OUT.md. (`accelerate launch --cpu --num_processes 2` starts only one process here: use torchrun.)
+notebook A1 (notebooks/A1_scale_out.ipynb). (`accelerate launch --cpu --num_processes 2` starts only one process here: use torchrun.)
 
 Each process takes global_batch / world_size rows per step, so the optimiser sees the same global batch
 as a single-process run. Writes <out>/history.json (rank 0) and, per rank k:

@@ -1,4 +1,7 @@
-"""The parts of ../shared/NOTEBOOKS.md a machine can check, for every numbered notebook as stored."""
+"""The parts of ../shared/NOTEBOOKS.md a machine can check, for every numbered notebook as stored.
+
+Numbered notebooks are `NN_*.ipynb`; appendices are `A<n>_*.ipynb` (titled `# A1 · ...`) and keep the same contract.
+"""
 
 import json
 import re
@@ -6,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+_FOLDER = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted([*_FOLDER.glob("[0-9][0-9]_*.ipynb"), *_FOLDER.glob("A[0-9]_*.ipynb")])
 MACHINE_PATH = re.compile(r"/(work|tmp|root|home/\w+|Users/\w+)/")
 
 
@@ -26,7 +30,7 @@ def test_there_are_notebooks():
 def test_opening_setup_lessons_and_close(path):
     cs = cells(path)
     title = text(cs[0])
-    assert re.match(rf"# {path.name[:2]} · .+ — .*[\u4e00-\u9fff]", title), "title: '# NN · Method — 中文名'"
+    assert re.match(rf"# {path.name[:2]} · .+ — .*[\u4e00-\u9fff]", title), "title: '# NN · Method — 中文名' (appendix: '# A1 · ...')"
     assert "You will learn" in title and "smoke" in title and "cpu" in title, "goals and runtime per profile"
     assert "colab-badge.svg" in title, "an Open-in-Colab badge (python tools/colab_cell.py)"
     code = [c for c in cs if c["cell_type"] == "code"]
