@@ -8,14 +8,21 @@ class LiveProgress:
     def __init__(self, name: str, evaluates: bool, redraws: int = 10):
         self.name, self.evaluates, self.redraws = name, evaluates, redraws
         self.steps, self.losses, self.eval_steps, self.eval_losses = [], [], [], []
-        self.bar = self.handle = None
+        self.bar = self.handle = self.bar_handle = None
 
     def start(self, max_steps: int, done: int) -> None:
         from IPython.display import display
         from tqdm.auto import tqdm
+        from tqdm.notebook import tqdm as notebook_tqdm
 
         self.max_steps = max_steps
-        self.bar = tqdm(total=max_steps, initial=done, desc=self.name, leave=False)
+        if issubclass(tqdm, notebook_tqdm):
+            # shown under a display id, so close() can replace the widget with a text line: a stored notebook
+            # (GitHub, nbviewer) shows the widget's text fallback, which would stay frozen at 0/N
+            self.bar = tqdm(total=max_steps, initial=done, desc=self.name, display=False)
+            self.bar_handle = display(self.bar.container, display_id=True)
+        else:
+            self.bar = tqdm(total=max_steps, initial=done, desc=self.name, leave=False)
         self.handle = display(display_id=True)
         if done:
             print(f"{self.name}: resuming from the checkpoint at step {done}")
@@ -48,8 +55,14 @@ class LiveProgress:
                                      self.max_steps))
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+        if self.bar is None:
+            return
+        steps, elapsed = self.bar.n, self.bar.format_dict["elapsed"]
+        self.bar.close()
+        if self.bar_handle is not None:
+            from IPython.display import Pretty
+
+            self.bar_handle.update(Pretty(f"{self.name}: {steps}/{self.max_steps} steps in {elapsed:.0f} s"))
 
     def summary(self, history) -> None:
         print(f"{self.name} · done: {len(history.steps)} logged steps · {history.step_time_s:.3f} s/step · "
