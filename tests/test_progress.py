@@ -1,0 +1,29 @@
+"""A stored notebook keeps the text fallback of a progress widget: it must show the finished count, not 0/N."""
+
+import nbformat
+from nbclient import NotebookClient
+
+
+def test_a_finished_bar_is_stored_as_one_text_line(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(
+        "from ftlab.progress import LiveProgress\n"
+        "bar = LiveProgress('demo', evaluates=False)\n"
+        "bar.start(20, 0)\n"
+        "for i in range(1, 21):\n"
+        "    bar.step(i)\n"
+        "bar.close()")]
+    NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
+    texts = [o.get("data", {}).get("text/plain", "") for o in nb.cells[0].outputs]
+    assert any(t.startswith("demo: 20/20 steps in ") for t in texts), texts
+    assert not any("0/20" in t and "20/20" not in t for t in texts), texts
+
+
+def test_the_bar_works_outside_a_notebook(capsys):
+    from ftlab.progress import LiveProgress
+
+    bar = LiveProgress("demo", evaluates=False)
+    bar.start(5, 0)
+    for i in range(1, 6):
+        bar.step(i)
+    bar.close()
