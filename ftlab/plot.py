@@ -55,12 +55,14 @@ def plot_history(*histories, metric: str | None = "accuracy", smooth: int = 10) 
 
 
 def plot_bars(rows: list[dict], metric: str, label: str = "run", reference: float | None = None,
-              reference_label: str = "baseline") -> Figure:
-    """One bar per row of a results table; an optional dashed reference line (e.g. a majority baseline)."""
+              reference_label: str = "baseline", err: str | None = None) -> Figure:
+    """One bar per row of a results table; ``err`` names a column of half-widths drawn as error bars (e.g.
+    "± 95 %"); an optional dashed reference line (e.g. a majority baseline)."""
     fig = Figure(figsize=(max(4, 1.1 * len(rows) + 2), 3.4), layout="constrained")
     ax = fig.subplots()
     names, values = [str(r[label]) for r in rows], [r[metric] for r in rows]
-    bars = ax.bar(names, values, color=[f"C{i}" for i in range(len(rows))])
+    yerr = [r[err] for r in rows] if err else None
+    bars = ax.bar(names, values, yerr=yerr, capsize=4 if err else 0, color=[f"C{i}" for i in range(len(rows))])
     ax.bar_label(bars, fmt="%.3g", fontsize=8)
     if reference is not None:
         ax.axhline(reference, ls="--", color="grey", label=reference_label)

@@ -37,6 +37,11 @@ def test_bars_and_sweep():
     assert [p.get_height() for p in ax.patches] == [0.6, 0.9]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["a", "b"]
     assert len(ax.lines) == 1 and list(ax.lines[0].get_ydata()) == [0.5, 0.5], "the dashed reference at 0.5"
+    rows = [{**r, "± 95 %": half} for r, half in zip(rows, (0.05, 0.1))]
+    ax = ftlab.plot_bars(rows, "accuracy", err="± 95 %").axes[0]
+    bars = next(c for c in ax.containers if getattr(c, "errorbar", None))
+    low, high = bars.errorbar.lines[2][0].get_segments()[0][:, 1]  # the first bar's interval, bottom to top
+    assert (round(low, 6), round(high, 6)) == (0.55, 0.65), "error bars: the mean ± the half-width"
     ax = ftlab.plot_sweep([1e-5, 1e-4], [0.5, 0.7], "lr", "acc", logx=True).axes[0]
     assert len(ax.lines) == 1 and xy(ax.lines[0]) == [[1e-5, 0.5], [1e-4, 0.7]]
     assert (ax.get_xscale(), ax.get_xlabel(), ax.get_ylabel()) == ("log", "lr", "acc")
