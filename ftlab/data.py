@@ -76,11 +76,13 @@ def _facts():
     from datasets import Dataset, DatasetDict
 
     rows = [json.loads(line) for line in (DATA_DIR / "facts.jsonl").read_text(encoding="utf-8").splitlines()]
-    keep = ("entity", "attribute", "passage", "answer")
-    splits = {s: [{"question": r["questions"][i], **{k: r[k] for k in keep}} for r in rows if r["kind"] == "fact"]
+
+    def row(r: dict, question: str) -> dict:  # unanswerable questions have no passage: ""
+        return {"question": question, **{k: r.get(k, "") for k in ("entity", "attribute", "passage", "answer")}}
+
+    splits = {s: [row(r, r["questions"][i]) for r in rows if r["kind"] == "fact"]
               for i, s in enumerate(("train", "validation", "test"))}
-    splits["test"] += [{"question": r["question"], "passage": "", **{k: r[k] for k in keep if k != "passage"}}
-                       for r in rows if r["kind"] == "unanswerable"]
+    splits["test"] += [row(r, r["question"]) for r in rows if r["kind"] == "unanswerable"]
     dsd = DatasetDict({s: Dataset.from_list(r) for s, r in splits.items()})
     dsd["test"] = dsd["test"].shuffle(seed=SPLIT_SEED)  # a capped test split keeps unanswerable rows too
     return dsd

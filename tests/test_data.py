@@ -133,11 +133,13 @@ def _run_generator(script: str):
     return module
 
 
-def test_facts_file_is_what_the_script_writes():
+@pytest.mark.parametrize("script, file, make", [("make_facts", "facts.jsonl", "rows"),
+                                                ("make_preferences", "preferences.jsonl", "pairs")])
+def test_written_data_is_what_its_script_writes(script, file, make):
     from ftlab.data import DATA_DIR
 
-    on_disk = [json.loads(line) for line in (DATA_DIR / "facts.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert on_disk == _run_generator("make_facts").rows()
+    on_disk = [json.loads(line) for line in (DATA_DIR / file).read_text(encoding="utf-8").splitlines()]
+    assert on_disk == getattr(_run_generator(script), make)()
 
 
 def test_facts_hold_out_a_wording_and_ask_what_the_world_does_not_say(smoke):
@@ -150,10 +152,3 @@ def test_facts_hold_out_a_wording_and_ask_what_the_world_does_not_say(smoke):
     assert all(r["answer"] not in r["question"] for r in d["test"])  # no question gives its answer away
     capped = ftlab.load_dataset("facts", smoke)["test"]
     assert 0 < capped["answer"].count("unknown") < len(capped)  # a capped test split keeps both kinds
-
-
-def test_preferences_file_is_what_the_script_writes():
-    from ftlab.data import DATA_DIR
-
-    on_disk = [json.loads(line) for line in (DATA_DIR / "preferences.jsonl").read_text(encoding="utf-8").splitlines()]
-    assert on_disk == _run_generator("make_preferences").pairs()
