@@ -67,3 +67,34 @@ class LiveProgress:
     def summary(self, history) -> None:
         print(f"{self.name} · done: {len(history.steps)} logged steps · {history.step_time_s:.3f} s/step · "
               f"{history.tokens_per_s:,.0f} tokens/s · peak memory {history.peak_memory_mb:,.0f} MB")
+
+
+class ProgressBar:
+    """A tqdm bar for a loop of known length that, in a notebook, is replaced on ``close()`` by one line
+    ("desc: n/total steps in T s"), so a stored notebook shows the result, not a widget frozen at 0/N."""
+
+    def __init__(self, total: int, desc: str):
+        from IPython.display import display
+        from tqdm.auto import tqdm
+        from tqdm.notebook import tqdm as notebook_tqdm
+
+        self.desc, self.total, self.handle = desc, total, None
+        if issubclass(tqdm, notebook_tqdm):
+            self.bar = tqdm(total=total, desc=desc, display=False)
+            self.handle = display(self.bar.container, display_id=True)
+        else:
+            self.bar = tqdm(total=total, desc=desc, leave=False)
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        done, elapsed = self.bar.n, self.bar.format_dict["elapsed"]
+        self.bar.close()
+        line = f"{self.desc}: {done}/{self.total} steps in {elapsed:.0f} s"
+        if self.handle is not None:
+            from IPython.display import Pretty
+
+            self.handle.update(Pretty(line))
+        else:
+            print(line)

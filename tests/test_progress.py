@@ -12,11 +12,18 @@ def test_a_finished_bar_is_stored_as_one_text_line(tmp_path):
         "bar.start(20, 0)\n"
         "for i in range(1, 21):\n"
         "    bar.step(i)\n"
+        "bar.close()"),
+        nbformat.v4.new_code_cell(
+        "from ftlab.progress import ProgressBar\n"
+        "bar = ProgressBar(12, 'loop')\n"
+        "for i in range(12):\n"
+        "    bar.update()\n"
         "bar.close()")]
     NotebookClient(nb, kernel_name="python3", timeout=120, resources={"metadata": {"path": str(tmp_path)}}).execute()
-    texts = [o.get("data", {}).get("text/plain", "") for o in nb.cells[0].outputs]
-    assert any(t.startswith("demo: 20/20 steps in ") for t in texts), texts
-    assert not any("0/20" in t and "20/20" not in t for t in texts), texts
+    for cell, done in ((nb.cells[0], "demo: 20/20 steps in "), (nb.cells[1], "loop: 12/12 steps in ")):
+        texts = [o.get("data", {}).get("text/plain", "") for o in cell.outputs]
+        assert any(t.startswith(done) for t in texts), texts
+        assert not any(" 0/" in t or t.startswith("0/") for t in texts), texts
 
 
 def test_the_bar_works_outside_a_notebook(capsys):
@@ -27,3 +34,13 @@ def test_the_bar_works_outside_a_notebook(capsys):
     for i in range(1, 6):
         bar.step(i)
     bar.close()
+
+
+def test_the_plain_bar_prints_its_line_outside_a_notebook(capsys):
+    from ftlab.progress import ProgressBar
+
+    bar = ProgressBar(3, "loop")
+    for _ in range(3):
+        bar.update()
+    bar.close()
+    assert capsys.readouterr().out.startswith("loop: 3/3 steps in ")
