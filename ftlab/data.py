@@ -87,19 +87,17 @@ def _split_by_group(ds, group: str, share: float = 0.1):
     """Like _split, but whole groups (the sentences of one review) go to one split, so test sentences never
     share a review with training ones."""
     import random
+    from collections import Counter
 
     from datasets import DatasetDict
 
-    groups = sorted(set(ds[group]))
+    sizes = Counter(ds[group])
+    groups = sorted(sizes)
     random.Random(SPLIT_SEED).shuffle(groups)
-    target, chosen, count = {"test": share * len(ds), "validation": share * len(ds)}, {}, {"test": 0, "validation": 0}
-    sizes = {g: 0 for g in groups}
-    for g in ds[group]:
-        sizes[g] += 1
-    for g in groups:
-        split = next((s for s in ("test", "validation") if count[s] < target[s]), "train")
-        chosen[g] = split
-        count[split] = count.get(split, 0) + sizes[g]
+    chosen, count = {}, Counter()
+    for g in groups:  # fill test, then validation, to ``share`` of the rows each; the rest trains
+        chosen[g] = next((s for s in ("test", "validation") if count[s] < share * len(ds)), "train")
+        count[chosen[g]] += sizes[g]
     ds = ds.shuffle(seed=SPLIT_SEED)  # a profile's cap then takes many reviews, not the first one
     return DatasetDict({s: ds.filter(lambda r, s=s: chosen[r[group]] == s).remove_columns(group)
                         for s in ("train", "validation", "test")})

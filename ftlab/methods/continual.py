@@ -92,32 +92,8 @@ def _params(model: nn.Module, names=None) -> dict[str, nn.Parameter]:
     return {n: p for n, p in model.named_parameters() if p.requires_grad and (names is None or n in names)}
 
 
-def fisher_diagonal(model: nn.Module, examples: Iterable[dict], loss_fn: Callable, names=None) -> dict:
-    """Diagonal Fisher information: F_i = mean over examples n of (∂ log p(y_n | x_n) / ∂θ_i)².
-
-    One backward pass per example (each of ``examples`` is a batch of one); ``loss_fn(model, example)``
-    returns that example's negative log-likelihood, whose gradient squares to the same value. Only
-    parameters that require gradients (and are in ``names``, when given) get an entry. Dropout is off.
-    """
-    params, was_training = _params(model, names), model.training
-    fisher = {n: torch.zeros_like(p) for n, p in params.items()}
-    model.eval()
-    count = 0
-    for example in examples:
-        model.zero_grad(set_to_none=True)
-        loss_fn(model, example).backward()
-        for n, p in params.items():
-            if p.grad is not None:
-                fisher[n] += p.grad.detach() ** 2  # square first, per example ...
-        count += 1
-    model.zero_grad(set_to_none=True)
-    model.train(was_training)
-    return {n: f / max(count, 1) for n, f in fisher.items()}  # ... then the mean
-
-
-def squared_mean_gradient(model: nn.Module, examples: Iterable[dict], loss_fn: Callable, names=None) -> dict:
-    """The bug found in several public EWC implementations: the mean gradient first, squared afterwards.
-    Kept for the notebook and tests to show how far it is from ``fisher_diagonal``; do not use it."""
+def _mean_over_examples(model: nn.Module, examples: Iterable[dict], loss_fn: Callable, names, of: Callable) -> dict:
+    """Mean over examples of ``of(gradient)``, one backward pass per example, dropout off."""
     params, was_training = _params(model, names), model.training
     total = {n: torch.zeros_like(p) for n, p in params.items()}
     model.eval()
@@ -127,11 +103,28 @@ def squared_mean_gradient(model: nn.Module, examples: Iterable[dict], loss_fn: C
         loss_fn(model, example).backward()
         for n, p in params.items():
             if p.grad is not None:
-                total[n] += p.grad.detach()
+                total[n] += of(p.grad.detach())
         count += 1
     model.zero_grad(set_to_none=True)
     model.train(was_training)
-    return {n: (t / max(count, 1)) ** 2 for n, t in total.items()}
+    return {n: t / max(count, 1) for n, t in total.items()}
+
+
+def fisher_diagonal(model: nn.Module, examples: Iterable[dict], loss_fn: Callable, names=None) -> dict:
+    """Diagonal Fisher information: F_i = mean over examples n of (∂ log p(y_n | x_n) / ∂θ_i)².
+
+    One backward pass per example (each of ``examples`` is a batch of one); ``loss_fn(model, example)``
+    returns that example's negative log-likelihood, whose gradient squares to the same value. Only
+    parameters that require gradients (and are in ``names``, when given) get an entry. Dropout is off.
+    """
+    return _mean_over_examples(model, examples, loss_fn, names, of=lambda g: g ** 2)  # square first, then the mean
+
+
+def squared_mean_gradient(model: nn.Module, examples: Iterable[dict], loss_fn: Callable, names=None) -> dict:
+    """The bug found in several public EWC implementations: the mean gradient first, squared afterwards.
+    Kept for the notebook and tests to show how far it is from ``fisher_diagonal``; do not use it."""
+    mean = _mean_over_examples(model, examples, loss_fn, names, of=lambda g: g)
+    return {n: m ** 2 for n, m in mean.items()}
 
 
 def ewc_penalty(model: nn.Module, fisher: dict, anchor: dict, lam: float) -> torch.Tensor:
