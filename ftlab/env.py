@@ -116,7 +116,7 @@ _QUIET_MESSAGES = [
 # call the gradient-checkpointing names transformers 5 deprecates): (message regex, module regex).
 # Never a whole category: a FutureWarning from ftlab's own code, or one the learner's call causes, shows.
 _QUIET_FUTURE = [
-    (r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated", r"transformers\.modeling_utils$"),
+    (r"`(is_)?gradient_checkpointing(_enable|_disable)?` is deprecated", r"transformers\.(modeling_utils|training_args)$"),
 ]
 
 

@@ -71,14 +71,15 @@ class LiveProgress:
 
 class ProgressBar:
     """A tqdm bar for a loop of known length that, in a notebook, is replaced on ``close()`` by one line
-    ("desc: n/total steps in T s"), so a stored notebook shows the result, not a widget frozen at 0/N."""
+    ("desc: n/total steps in T s"), so a stored notebook shows the result, not a widget frozen at 0/N.
+    ``unit`` names what is counted in that line (steps, runs, batches)."""
 
-    def __init__(self, total: int, desc: str):
+    def __init__(self, total: int, desc: str, unit: str = "steps"):
         from IPython.display import display
         from tqdm.auto import tqdm
         from tqdm.notebook import tqdm as notebook_tqdm
 
-        self.desc, self.total, self.handle = desc, total, None
+        self.desc, self.total, self.unit, self.handle = desc, total, unit, None
         if issubclass(tqdm, notebook_tqdm):
             self.bar = tqdm(total=total, desc=desc, display=False)
             self.handle = display(self.bar.container, display_id=True)
@@ -91,7 +92,7 @@ class ProgressBar:
     def close(self) -> None:
         done, elapsed = self.bar.n, self.bar.format_dict["elapsed"]
         self.bar.close()
-        line = f"{self.desc}: {done}/{self.total} steps in {elapsed:.0f} s"
+        line = f"{self.desc}: {done}/{self.total} {self.unit} in {elapsed:.0f} s"
         if self.handle is not None:
             from IPython.display import Pretty
 

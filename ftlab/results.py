@@ -11,6 +11,7 @@ lost and no reader ever sees half a file.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -74,11 +75,18 @@ def _write_atomically(path: Path, text: str) -> None:
         raise
 
 
+def _stored(value):
+    if isinstance(value, float):
+        return round(value, 6) if math.isfinite(value) else None
+    return value
+
+
 def record_result(profile, method: str, **values) -> dict:
-    """Store ``values`` (numbers or short strings) for ``method`` under the profile's results file."""
+    """Store ``values`` (numbers or short strings) for ``method`` under the profile's results file.
+    A NaN or infinite float (a quantity not defined for this method) is stored as null, so the file stays JSON."""
     path = _file(getattr(profile, "name", profile))
     path.parent.mkdir(parents=True, exist_ok=True)
-    entry = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in values.items()}
+    entry = {k: _stored(v) for k, v in values.items()}
     with _locked(path):
         table = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
         table[method] = entry

@@ -44,3 +44,12 @@ def test_the_plain_bar_prints_its_line_outside_a_notebook(capsys):
         bar.update()
     bar.close()
     assert capsys.readouterr().out.startswith("loop: 3/3 steps in ")
+
+
+def test_the_final_line_names_what_was_counted(capsys):
+    from ftlab.progress import ProgressBar
+
+    bar = ProgressBar(2, "grid", unit="runs")
+    bar.update(2)
+    bar.close()
+    assert capsys.readouterr().out.startswith("grid: 2/2 runs in ")

@@ -33,6 +33,13 @@ def test_round_trip_in_the_folder_ftlab_results_names(folder):
                                                        "test-redirect.json.lock"]  # no temp file left
 
 
+def test_undefined_values_are_stored_as_null(folder):
+    assert ftlab.record_result("smoke", "multi-task", forgetting=float("nan"), ratio=float("inf")) == {
+        "forgetting": None, "ratio": None}
+    assert json.loads((folder / "smoke.json").read_text(), parse_constant=pytest.fail) == {
+        "multi-task": {"forgetting": None, "ratio": None}}
+
+
 def test_default_folder_is_the_repositorys(monkeypatch):
     monkeypatch.delenv("FTLAB_RESULTS", raising=False)
     assert results.results_dir() == results.RESULTS_DIR

@@ -19,7 +19,12 @@ MACHINE_PATH = re.compile(r"/(work|tmp|root|home/\w+|Users/\w+)/")
 def execute(path: Path, timeout: int) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    try:
+        NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    except Exception:
+        # keep what ran (outputs up to the failing cell) beside the untouched notebook, for diagnosis
+        nbformat.write(nb, path.with_suffix(".failed.ipynb"))
+        raise
     elapsed = time.perf_counter() - start
     nb.metadata["ftlab"] = {"profile": os.environ.get("FTLAB_PROFILE", "auto"), "run_seconds": round(elapsed)}
     nbformat.write(nb, path)
