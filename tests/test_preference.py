@@ -80,3 +80,81 @@ def test_preference_pairs_keep_the_prompt_out_and_the_instruction_splits():
         assert row["prompt"] not in row["chosen"] and row["prompt"] not in row["rejected"]
     kinds = set(prefs["test"]["kind"])
     assert kinds == {"wrong", "repetitive"}
+
+
+def test_formats_and_sft_example_keep_the_end_token_and_the_prompt_apart():
+    from ftlab.methods.preference import ALPACA, formats, sft_example
+
+    tok = ftlab.load_tokenizer("tiny-smollm2")
+    row = ftlab.load_dataset("preferences")["train"][0]
+    f = formats(row, tok)
+    assert f["alpaca"] == ALPACA.format(prompt=row["prompt"]) + row["chosen"] + tok.eos_token
+    assert f["chat"].startswith(f["pair"]["prompt"]) and row["chosen"] in f["chat"]
+    assert f["pair"]["chosen"] == row["chosen"] and row["prompt"] not in f["pair"]["rejected"]
+    with_eos, without = sft_example(tok, f["pair"]["prompt"], row["chosen"]), sft_example(tok, f["pair"]["prompt"],
+                                                                                            row["chosen"], eos=False)
+    assert with_eos["input_ids"] == without["input_ids"] + [tok.eos_token_id]
+    assert sum(with_eos["completion_mask"]) == sum(without["completion_mask"]) + 1
+    assert with_eos["completion_mask"][:len(tok(f["pair"]["prompt"])["input_ids"])] == [0] * len(tok(f["pair"]["prompt"])["input_ids"])
+
+
+def test_sequence_logprobs_equals_answer_logprob_row_by_row():
+    from ftlab.methods.preference import sequence_logprobs, sft_example
+
+    model, tok = ftlab.load_model("tiny-smollm2", task="causal-lm", seed=0)
+    prompts, answers = ["What is 2 plus 2?", "Reverse: a b c"], ["2 plus 2 is 4.", "c b a c b a c b a"]
+    batched = sequence_logprobs(model, tok, prompts, answers, batch_size=2)  # right padding in one batch
+    for i, (p, a) in enumerate(zip(prompts, answers)):
+        r = sft_example(tok, p, a)
+        ids, mask = torch.tensor([r["input_ids"]]), torch.tensor([r["completion_mask"]])
+        with torch.no_grad():
+            alone = answer_logprob(model(input_ids=ids).logits, ids, mask)
+        torch.testing.assert_close(batched[i:i + 1], alone, rtol=1e-5, atol=1e-4)
+    without_end = sequence_logprobs(model, tok, prompts, answers, batch_size=2, eos=False)
+    assert (batched < without_end).all()  # one more token, a log-probability below 0: the sum falls
+
+
+def test_generate_reports_stopping_and_length():
+    from ftlab.methods.preference import generate
+
+    model, tok = ftlab.load_model("tiny-smollm2", task="causal-lm", seed=0)
+    out = generate(model, tok, ["Hello", "What is 2 plus 2?"], max_new_tokens=5)
+    assert len(out) == 2 and all(0 < o["new_tokens"] <= 5 for o in out)
+    assert all(o["new_tokens"] == 5 for o in out if not o["stopped"])
+    # every token but the end token suppressed: each row must stop at its first step
+    forced = generate(model, tok, ["Hello"], max_new_tokens=5, suppress_tokens=[i for i in range(len(tok))
+                                                                               if i != tok.eos_token_id])
+    assert forced == [{"text": "", "stopped": True, "new_tokens": 1}]
+
+
+def test_wilson_win_rate_mean_interval():
+    from ftlab.methods.preference import mean_interval, wilson, win_rate
+
+    low, high = wilson(50, 100)
+    assert low == pytest.approx(0.4038, abs=1e-4) and high == pytest.approx(0.5962, abs=1e-4)
+    assert wilson(0, 10)[0] == pytest.approx(0.0, abs=1e-12) and wilson(10, 10)[1] == pytest.approx(1.0)
+    w = win_rate([3.0, 1.0, 2.0, 0.0], [1.0, 1.0, 3.0, -1.0])
+    assert (w["wins"], w["ties"], w["win rate"]) == (2, 1, 0.625)
+    m, lo, hi = mean_interval([1.0, 2.0, 3.0])
+    assert m == 2.0 and hi - m == pytest.approx(1.96 * 1.0 / math.sqrt(3))
+
+
+def test_resident_parameter_mb_counts_shared_storage_once():
+    from ftlab.methods.preference import resident_parameter_mb
+
+    model, _ = ftlab.load_model("tiny-smollm2", task="causal-lm", seed=0)
+    one = resident_parameter_mb(model)
+    assert resident_parameter_mb(model, model) == one
+    assert resident_parameter_mb(model, copy.deepcopy(model)) == pytest.approx(2 * one)
+    assert resident_parameter_mb(model, None) == one
+
+
+def test_reward_scores_read_the_last_real_token():
+    from ftlab.methods.preference import reward_scores
+
+    model, tok = ftlab.load_model("tiny-smollm2", task="classification", labels=["reward"], seed=0)
+    texts = ["short", "a much longer text than the first one"]
+    both = reward_scores(model, tok, texts)
+    alone = torch.cat([reward_scores(model, tok, [t]) for t in texts])
+    assert both.shape == (2,)
+    torch.testing.assert_close(both, alone, rtol=1e-5, atol=1e-5)
