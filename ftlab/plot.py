@@ -132,7 +132,9 @@ def plot_tradeoff(rows: list[dict], x: str, y: str = "test accuracy", err: str =
 def plot_intervals(rows: list[dict], reference: str | None = None, baselines: dict | None = None,
                    value: str = "test accuracy", err: str = "± 95 %") -> Figure:
     """One horizontal bar per method: its mean and 95 % interval, best on top; the ``reference`` method's
-    interval shaded, so a method whose bar leaves the shade differs from it and one inside does not."""
+    interval shaded, so a method whose bar leaves the shade differs from it and one inside does not.
+    ``baselines`` (name → value) are dashed vertical lines, named in a legend beside the axes (labels written
+    on the lines crowd the points when two baselines are close)."""
     rows = sorted((r for r in rows if r.get(value) == r.get(value)), key=lambda r: r[value])
     fig = Figure(figsize=(7, 0.32 * len(rows) + 1.4), layout="constrained")
     ax = fig.subplots()
@@ -143,12 +145,10 @@ def plot_intervals(rows: list[dict], reference: str | None = None, baselines: di
     if ref is not None:
         ax.axvspan(ref[value] - ref[err], ref[value] + ref[err], color="C3", alpha=0.12, label=f"{reference} ± 95 %")
     for k, (name, v) in enumerate((baselines or {}).items()):
-        ax.axvline(v, ls=(0, (4, 2 + k)), color="grey", lw=1)
-        ax.annotate(f"{name} {v:.3f}", (v, 1.0), xycoords=("data", "axes fraction"), rotation=90, ha="right",
-                    va="top", fontsize=7, color="dimgrey")
+        ax.axvline(v, ls=["--", ":", "-."][k % 3], color="dimgrey", lw=1.2, label=f"{name} {v:.3f}")
     ax.set_yticks(range(len(rows)), [r["method"] for r in rows], fontsize=8)
     ax.set(xlabel=f"{value} (mean and 95 % interval over seeds)")
     ax.grid(axis="x", alpha=0.3)
-    if ref is not None:
-        ax.legend(fontsize=7, loc="lower right")
+    if ref is not None or baselines:
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))   # beside the axes, off the points
     return fig

@@ -47,6 +47,15 @@ def test_bars_and_sweep():
     assert (ax.get_xscale(), ax.get_xlabel(), ax.get_ylabel()) == ("log", "lr", "acc")
 
 
+def test_intervals_name_their_baselines_in_a_legend_off_the_points():
+    rows = [{"method": "full", "test accuracy": 0.8, "± 95 %": 0.02}, {"method": "lora", "test accuracy": 0.7}]
+    ax = ftlab.plot.plot_intervals(rows, reference="full", baselines={"majority class": 0.5, "logreg": 0.52}).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["lora", "full"], "best on top"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["full ± 95 %", "majority class 0.500", "logreg 0.520"]
+    assert not ax.texts, "no label written over the plot area"
+    assert [list(line.get_xdata()) for line in ax.lines[-2:]] == [[0.5, 0.5], [0.52, 0.52]]
+
+
 def test_results_round_trip(tmp_path, monkeypatch):
     monkeypatch.setenv("FTLAB_RESULTS", str(tmp_path))  # make test points FTLAB_RESULTS at its own folder
     ftlab.record_result("smoke", "full", accuracy=0.812345678, trainable_percent=100.0)
