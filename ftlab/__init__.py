@@ -6,8 +6,7 @@ Notebooks import this face only: ``import ftlab as fl`` then ``P = fl.setup()``,
 
 from .version import __version__
 
-from .data import (DATASETS, classification_collator, format_prompt, load_dataset, require_columns,
-                   sft_collator, tokenize_classification, tokenize_sft)
+from .data import DATASETS, load_dataset
 from .env import PROFILES, Profile, get_profile, pick_device, quiet, seed_everything, setup
 from .errors import FtlabError
 from .evaluation import classify_texts, evaluate_classifier, evaluate_lm, generate, predict
@@ -17,5 +16,7 @@ from .metrics import accuracy, classification_metrics, f1, majority_baseline, pe
 from .models import (MODELS, ParamCount, count_parameters, load_model, load_tokenizer, model_path,
                      size_on_disk_mb)
 from .plot import plot_bars, plot_history, plot_sweep
+from .preprocess import (classification_collator, format_prompt, require_columns, sft_collator,
+                         tokenize_classification, tokenize_sft)
 from .results import load_results, record_result
 from .train import TrainConfig, TrainingInterrupted, train

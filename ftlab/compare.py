@@ -19,7 +19,8 @@ The protocol (each point is what makes the table fair):
 7. Efficiency: the FLOPs of one training step are counted by PyTorch's ``FlopCounterMode`` (forward and
    backward as autograd runs them), so FLOP/s = FLOPs per step / s per step, with s per step the fastest of
    the method's runs (each does the same work per step; other jobs on the machine only add time); for full fine-tuning it is
-   also divided by the FLOP/s of a large matmul in the same process, the machine's practical ceiling.
+   also divided by the FLOP/s of a large matmul in the same process, the machine's practical ceiling. Both
+   are measured in ``flops.py``.
 
 Every run is one JSON file under ``results/compare/<profile>/runs/``; a finished run is never redone or
 overwritten, so an interrupted comparison resumes where it stopped.
@@ -32,7 +33,6 @@ import json
 import math
 import os
 import re
-import time
 from dataclasses import asdict, dataclass, replace
 from datetime import date
 from pathlib import Path
@@ -41,6 +41,8 @@ import numpy as np
 
 from .compare_methods import METHODS, Built
 from .errors import FtlabError
+from .flops import _measure_flops, matmul_gflops
+from .flops import step_flops  # noqa: F401  notebook 02 imports it from here
 from .results import results_dir
 
 COLLAPSE = 0.95  # share of test rows in one class above which a run counts as collapsed
@@ -105,34 +107,6 @@ def next_rate(grid_runs: list[dict], base_grid) -> float | None:
     return float(f"{best * ratio:.2g}") if best == rates[-1] else float(f"{best / ratio:.2g}")
 
 
-def step_flops(model, batch: dict, loss_fn=None) -> int:
-    """FLOPs of one training step (forward + backward) as autograd runs it; matmuls and attention counted."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    model.train()
-    with FlopCounterMode(display=False) as counter:
-        if loss_fn is None:
-            loss = model(**batch).loss
-        else:  # the Trainer's way with a custom loss: labels go to the loss, not the model
-            inputs = {k: v for k, v in batch.items() if k != "labels"}
-            loss = loss_fn(model(**inputs), batch["labels"])
-        loss.backward()
-    model.zero_grad(set_to_none=True)
-    return int(counter.get_total_flops())
-
-
-def matmul_gflops(n: int = 2048, repeats: int = 5) -> float:
-    """FLOP/s of a large fp32 matmul in this process: the machine's practical ceiling for training."""
-    import torch
-
-    a, b = torch.randn(n, n), torch.randn(n, n)
-    a @ b  # warm-up
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 # ---------------------------------------------------------------- one run, in its own process
 
 
@@ -184,18 +158,6 @@ def _train_and_measure(method: str, lr: float, seed: int, phase: str, ctx) -> di
     return row
 
 
-def _measure_flops(method: str, ctx) -> dict:
-    """FLOPs of one training step of ``method`` on a batch of the training split (the teacher's forward
-    included for the distilled student)."""
-    from .data import classification_collator
-
-    built: Built = ctx.build(method, 0)
-    rows = ctx.tokens["train"].select(range(ctx.protocol.batch_size))
-    batch = classification_collator(ctx.tokenizer)([dict(r) for r in rows])
-    return {"method": method, "flops_per_step": step_flops(built.model, dict(batch), built.loss_fn),
-            "batch_size": ctx.protocol.batch_size, "padded_length": int(batch["input_ids"].shape[1])}
-
-
 def _child(conn, fn, *args):
     try:
         conn.send(("ok", fn(*args)))
@@ -234,9 +196,10 @@ class Context:
     """What every run shares: data, tokenizer, protocol, and the rates already chosen (for the student)."""
 
     def __init__(self, profile, protocol: Protocol):
-        from .data import load_dataset, tokenize_classification
+        from .data import load_dataset
         from .metrics import classification_metrics
         from .models import load_tokenizer
+        from .preprocess import tokenize_classification
 
         self.profile, self.protocol, self.metrics = profile, protocol, classification_metrics
         self.data = load_dataset(protocol.task, profile)

@@ -10,7 +10,7 @@ import torch
 
 from . import metrics
 from .batching import batches  # on floor 1 (distill and probe use it too); evaluation.batches stays a name
-from .data import classification_collator, format_prompt, sft_collator
+from .preprocess import classification_collator, format_prompt, sft_collator
 
 
 @torch.no_grad()

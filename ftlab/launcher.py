@@ -108,10 +108,11 @@ def launch(profile, method: str, dataset: str = "rotten_tomatoes", steps: int | 
 
     The live plot needs IPython; in a plain script ``live`` is ignored and the run trains silently.
     """
-    from .data import load_dataset, tokenize_classification
+    from .data import load_dataset
     from .evaluation import predict
     from .metrics import accuracy, classification_metrics, f1
     from .models import count_parameters, load_tokenizer
+    from .preprocess import tokenize_classification
     from .train import TrainConfig, train
 
     start = time.perf_counter()

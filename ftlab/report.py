@@ -18,9 +18,9 @@ def frozen_features_logreg(ctx) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.preprocessing import StandardScaler
 
-    from .data import classification_collator
     from .methods.probe import layer_features
     from .models import load_model
+    from .preprocess import classification_collator
 
     model = load_model(ctx.profile.encoder, task="base", seed=0)[0]
     collate = classification_collator(ctx.tokenizer)

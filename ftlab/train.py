@@ -133,7 +133,7 @@ def _final_evaluation(eval_every: int):
 
 
 def _default_collator(dataset, tokenizer):
-    from .data import classification_collator, sft_collator
+    from .preprocess import classification_collator, sft_collator
 
     if tokenizer is None:
         return None
