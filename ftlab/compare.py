@@ -42,7 +42,6 @@ import numpy as np
 from .compare_methods import METHODS, Built
 from .errors import FtlabError
 from .flops import _measure_flops, matmul_gflops
-from .flops import step_flops  # noqa: F401  notebook 02 imports it from here
 from .results import results_dir
 
 COLLAPSE = 0.95  # share of test rows in one class above which a run counts as collapsed

@@ -14,8 +14,6 @@ import json
 from pathlib import Path
 
 from .errors import FtlabError, describe
-# Notebook 10 imports these two from here; they live in preprocess.py.
-from .preprocess import classification_collator, tokenize_classification  # noqa: F401
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 SPLIT_SEED = 1234  # splits are fixed forever, whatever seed a run uses
@@ -197,7 +195,7 @@ def _complete_splits(dsd, what: str = "The dataset"):
     return DatasetDict({s: splits[s] for s in ("train", "validation", "test", *splits)})
 
 
-_FILE_COLUMNS = (["text", "label"], ["prompt", "response"])  # what tokenize_classification / _sft read
+_FILE_COLUMNS = (["text", "label"], ["prompt", "response"])  # what preprocess.tokenize_classification / _sft read
 
 
 def _json_message(e: json.JSONDecodeError) -> str:
