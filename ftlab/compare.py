@@ -13,7 +13,7 @@ The protocol (each point is what makes the table fair):
    left out of the mean (never averaged silently).
 5. Baselines in every table: majority class, frozen features + logistic regression (C chosen on
    validation), zero-shot SmolLM2 with its chat template.
-6. Every run trains in its own process (fork), so its peak memory is its own: the report gives the peak
+6. Every run trains in its own process (fork, ``isolation.py``), so its peak memory is its own: the report gives the peak
    resident memory of that process and its growth over the process at start (libraries loaded).
 
 7. Efficiency: the FLOPs of one training step are counted by PyTorch's ``FlopCounterMode`` (forward and
@@ -42,6 +42,7 @@ import numpy as np
 from .compare_methods import METHODS, Built
 from .errors import FtlabError
 from .flops import _measure_flops, matmul_gflops
+from .isolation import isolated, peak_rss_mb, rss_mb
 from .results import results_dir
 
 COLLAPSE = 0.95  # share of test rows in one class above which a run counts as collapsed
@@ -106,21 +107,7 @@ def next_rate(grid_runs: list[dict], base_grid) -> float | None:
     return float(f"{best * ratio:.2g}") if best == rates[-1] else float(f"{best / ratio:.2g}")
 
 
-# ---------------------------------------------------------------- one run, in its own process
-
-
-def _rss_mb() -> float:
-    import psutil
-
-    return psutil.Process().memory_info().rss / 2**20
-
-
-def _peak_rss_mb() -> float:
-    import resource
-    import sys
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10  # bytes on macOS, KiB on Linux
+# ---------------------------------------------------------------- one run (compare() runs it through isolation.isolated)
 
 
 def _train_and_measure(method: str, lr: float, seed: int, phase: str, ctx) -> dict:
@@ -132,7 +119,7 @@ def _train_and_measure(method: str, lr: float, seed: int, phase: str, ctx) -> di
     from .models import count_parameters, size_on_disk_mb
     from .train import TrainConfig, train
 
-    start_rss = _rss_mb()
+    start_rss = rss_mb()
     built: Built = ctx.build(method, seed)
     config = TrainConfig(name=f"compare-{ctx.protocol.profile}-{slug(method)}-{lr:g}-{seed}-{phase}", steps=ctx.protocol.steps,
                          batch_size=ctx.protocol.batch_size, lr=lr, eval_every=ctx.protocol.steps, seed=seed,
@@ -152,40 +139,9 @@ def _train_and_measure(method: str, lr: float, seed: int, phase: str, ctx) -> di
     if torch.cuda.is_available():
         row.update(peak_mb=torch.cuda.max_memory_allocated() / 2**20, memory="CUDA max allocated")
     else:
-        row.update(peak_mb=_peak_rss_mb(), peak_growth_mb=_peak_rss_mb() - start_rss,
+        row.update(peak_mb=peak_rss_mb(), peak_growth_mb=peak_rss_mb() - start_rss,
                    memory="peak resident memory of the run's own process (and its growth over the start)")
     return row
-
-
-def _child(conn, fn, *args):
-    try:
-        conn.send(("ok", fn(*args)))
-    except BaseException as e:  # report, so the parent records it and carries on
-        conn.send(("error", f"{type(e).__name__}: {e}"))
-    finally:
-        conn.close()
-
-
-def isolated(fn, *args, what: str = "") -> dict:
-    """``fn(*args)`` in a forked process (Linux/macOS CPU), so its peak memory is its own."""
-    import multiprocessing as mp
-
-    import torch
-
-    if torch.cuda.is_available() or os.name == "nt":  # CUDA keeps per-process allocator stats; fork breaks it
-        if torch.cuda.is_available():
-            torch.cuda.reset_peak_memory_stats()
-        return fn(*args)
-    context = mp.get_context("fork")
-    parent, child = context.Pipe(duplex=False)
-    proc = context.Process(target=_child, args=(child, fn, *args))
-    proc.start()
-    child.close()
-    status, value = parent.recv() if parent.poll(None) else ("error", "the run's process ended without a result")
-    proc.join()
-    if status != "ok":
-        raise FtlabError(f"{what or fn.__name__} failed: {value}")
-    return value
 
 
 # ---------------------------------------------------------------- the comparison

@@ -76,9 +76,9 @@ class _Measure:
             return torch.cuda.max_memory_allocated() / 2**20
         if self.kind == "mps-allocated":  # MPS has no peak counter; the callback keeps the largest step-end value
             return torch.mps.current_allocated_memory() / 2**20
-        import psutil
+        from .isolation import rss_mb
 
-        return psutil.Process().memory_info().rss / 2**20
+        return rss_mb()
 
 
 def _callback(measure: _Measure, live: LiveProgress | None):

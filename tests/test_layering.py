@@ -3,7 +3,7 @@
 Each floor imports only its own floor and the floors below it:
 
     floor 3   experiment.py, compare*.py, flops.py, report.py, launcher.py   callers that attach method callbacks
-    floor 2   train.py, models.py, data.py, preprocess.py, evaluation.py, memory.py, widgets (progress), run records
+    floor 2   train.py, models.py, data.py, preprocess.py, evaluation.py, memory.py, isolation.py, widgets (progress), run records
     floor 1   env.py, metrics.py, plot.py, methods/*, shared small helpers (errors, version, batching, strategy)
 
 and the package face ``ftlab/__init__.py`` sits on top: nothing inside the package imports names from it.
@@ -25,7 +25,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "ftlab"
 FLOOR_1 = {"ftlab.errors", "ftlab.version", "ftlab.env", "ftlab.metrics", "ftlab.plot", "ftlab.batching",
            "ftlab.strategy", "ftlab.methods"}  # ftlab.methods: every method module and package below it
 FLOOR_2 = {"ftlab.train", "ftlab.models", "ftlab.data", "ftlab.preprocess", "ftlab.evaluation", "ftlab.progress",
-           "ftlab.history", "ftlab.results", "ftlab.run_folder", "ftlab.evaluate_modules", "ftlab.memory"}
+           "ftlab.history", "ftlab.results", "ftlab.run_folder", "ftlab.evaluate_modules", "ftlab.memory",
+           "ftlab.isolation"}
 FLOOR_3 = {"ftlab.experiment", "ftlab.compare", "ftlab.compare_methods", "ftlab.flops", "ftlab.report",
            "ftlab.launcher"}
 FACE = "ftlab"
